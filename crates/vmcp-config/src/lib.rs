@@ -1,0 +1,21 @@
+//! The vmcp configuration file.
+//!
+//! The format follows ToolHive vMCP's field names (see `docs/config.md`):
+//! unknown fields are rejected, and every problem in a file is reported at
+//! once with its file, line and field path.
+//!
+//! - [`model`]: the typed configuration and its defaults.
+//! - [`duration`]: human durations such as `30s` or `1m30s`.
+//! - [`load`]: YAML parsing with locations, per-section error collection.
+//! - [`validate`]: the cross-field rules that serde alone cannot express.
+//! - [`schema`]: the JSON Schema generated from the types.
+
+pub mod duration;
+pub mod load;
+pub mod model;
+pub mod schema;
+pub mod validate;
+
+pub use duration::HumanDuration;
+pub use load::{ConfigError, ConfigIssue, load_file, load_str};
+pub use model::*;

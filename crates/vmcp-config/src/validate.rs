@@ -1,0 +1,314 @@
+//! Cross-field rules of the configuration that serde cannot express.
+//!
+//! [`validate`] is pure: it returns every broken rule as a field path and a
+//! message, and [`crate::load`] turns those into located issues.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::field_path;
+use crate::load::FieldPath;
+use crate::model::{AuthType, BackendAuth, Config, ConflictResolution, TransportKind};
+
+const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
+
+/// Checks `config`; `known_backends` are the backend names written in the
+/// file (including backends that failed to parse, so they are not reported
+/// again as unknown references).
+pub fn validate(config: &Config, known_backends: &BTreeSet<String>) -> Vec<(FieldPath, String)> {
+    let mut issues = Vec::new();
+    let mut say = |path: FieldPath, message: String| issues.push((path, message));
+    // With discovery from a group, backends may be named that this file does not list.
+    let discovered = config.group_ref.is_some();
+    let is_known = |name: &str| discovered || known_backends.contains(name);
+
+    if config.name.trim().is_empty() {
+        say(field_path!["name"], "must not be empty".into());
+    }
+    if config.backends.is_empty() && known_backends.is_empty() && !discovered {
+        say(
+            field_path!["backends"],
+            "no backends: list at least one, or set groupRef for discovery".into(),
+        );
+    }
+
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (index, backend) in config.backends.iter().enumerate() {
+        let at = field_path!["backends", index];
+        if !is_valid_name(&backend.name) {
+            say(
+                at.join("name"),
+                format!(
+                    "invalid backend name {:?}: use 1-63 characters of a-z, A-Z, 0-9, '-' and '_', starting with a letter or digit",
+                    backend.name
+                ),
+            );
+        }
+        if let Some(first) = seen.insert(&backend.name, index) {
+            say(
+                at.join("name"),
+                format!(
+                    "duplicate backend name {:?} (also backends[{first}])",
+                    backend.name
+                ),
+            );
+        }
+        match backend.transport {
+            TransportKind::StreamableHttp | TransportKind::Sse => {
+                match &backend.url {
+                    None => say(
+                        at.join("transport"),
+                        format!("transport {} needs a url", backend.transport.as_str()),
+                    ),
+                    Some(url) => {
+                        if let Err(problem) = check_http_url(url) {
+                            say(at.join("url"), problem);
+                        }
+                    }
+                }
+                if backend.command.is_some() {
+                    say(
+                        at.join("command"),
+                        "command is only for transport stdio".into(),
+                    );
+                }
+                if !backend.args.is_empty() || !backend.env.is_empty() {
+                    say(
+                        at.join("args"),
+                        "args and env are only for transport stdio".into(),
+                    );
+                }
+            }
+            TransportKind::Stdio => {
+                match &backend.command {
+                    None => say(
+                        at.join("transport"),
+                        "transport stdio needs a command".into(),
+                    ),
+                    Some(command) if command.trim().is_empty() => {
+                        say(at.join("command"), "must not be empty".into())
+                    }
+                    Some(_) => {}
+                }
+                if backend.url.is_some() {
+                    say(
+                        at.join("url"),
+                        "url is not used with transport stdio; remove it".into(),
+                    );
+                }
+            }
+        }
+    }
+
+    let auth = &config.outgoing_auth;
+    if let Some(default) = &auth.default {
+        check_auth(default, field_path!["outgoingAuth", "default"], &mut say);
+    }
+    for (name, backend_auth) in &auth.backends {
+        let at = field_path!["outgoingAuth", "backends", name.as_str()];
+        if !is_known(name) {
+            say(at.clone(), format!("unknown backend {name:?}"));
+        }
+        check_auth(backend_auth, at, &mut say);
+    }
+
+    let aggregation = &config.aggregation;
+    let resolution = &aggregation.conflict_resolution_config;
+    if let Some(format) = &resolution.prefix_format
+        && !format.contains("{workload}")
+    {
+        say(
+            field_path!["aggregation", "conflictResolutionConfig", "prefixFormat"],
+            "must contain {workload}".into(),
+        );
+    }
+    if aggregation.conflict_resolution == ConflictResolution::Priority
+        && resolution.priority_order.is_empty()
+    {
+        say(
+            field_path!["aggregation", "conflictResolutionConfig", "priorityOrder"],
+            "conflictResolution priority needs priorityOrder (backend names, most preferred first)"
+                .into(),
+        );
+    }
+    for (index, name) in resolution.priority_order.iter().enumerate() {
+        if !is_known(name) {
+            say(
+                field_path![
+                    "aggregation",
+                    "conflictResolutionConfig",
+                    "priorityOrder",
+                    index
+                ],
+                format!("unknown backend {name:?}"),
+            );
+        }
+    }
+    let mut configured = BTreeSet::new();
+    for (index, tools) in aggregation.tools.iter().enumerate() {
+        let at = field_path!["aggregation", "tools", index];
+        if !is_known(&tools.workload) {
+            say(
+                at.join("workload"),
+                format!("unknown backend {:?}", tools.workload),
+            );
+        }
+        if !configured.insert(tools.workload.as_str()) {
+            say(
+                at.join("workload"),
+                format!("backend {:?} is configured twice", tools.workload),
+            );
+        }
+        for (tool, override_) in &tools.overrides {
+            if override_
+                .name
+                .as_deref()
+                .is_some_and(|n| n.trim().is_empty())
+            {
+                say(
+                    at.join("overrides").join(tool.as_str()).join("name"),
+                    "must not be empty".into(),
+                );
+            }
+        }
+    }
+
+    let operational = &config.operational;
+    if let Some(level) = &operational.log_level
+        && !LOG_LEVELS.contains(&level.as_str())
+    {
+        say(
+            field_path!["operational", "logLevel"],
+            format!(
+                "unknown log level {level:?}, expected one of {}",
+                LOG_LEVELS.join(", ")
+            ),
+        );
+    }
+    if operational.timeouts.default.get().is_zero() {
+        say(
+            field_path!["operational", "timeouts", "default"],
+            "must be above zero".into(),
+        );
+    }
+    for (name, timeout) in &operational.timeouts.per_workload {
+        let at = field_path!["operational", "timeouts", "perWorkload", name.as_str()];
+        if !is_known(name) {
+            say(at.clone(), format!("unknown backend {name:?}"));
+        }
+        if timeout.get().is_zero() {
+            say(at, "must be above zero".into());
+        }
+    }
+    let failure = &operational.failure_handling;
+    let fh = |field: &str| field_path!["operational", "failureHandling", field];
+    if failure.health_check_interval.get().is_zero() {
+        say(fh("healthCheckInterval"), "must be above zero".into());
+    }
+    if failure.health_check_timeout.get().is_zero() {
+        say(fh("healthCheckTimeout"), "must be above zero".into());
+    } else if failure.health_check_timeout >= failure.health_check_interval {
+        say(
+            fh("healthCheckTimeout"),
+            format!(
+                "must be below healthCheckInterval ({}), or probes would pile up",
+                failure.health_check_interval
+            ),
+        );
+    }
+    if failure.unhealthy_threshold == 0 {
+        say(fh("unhealthyThreshold"), "must be at least 1".into());
+    }
+    if failure.status_reporting_interval.get().is_zero() {
+        say(fh("statusReportingInterval"), "must be above zero".into());
+    }
+    if failure.circuit_breaker.failure_threshold == 0 {
+        say(
+            field_path![
+                "operational",
+                "failureHandling",
+                "circuitBreaker",
+                "failureThreshold"
+            ],
+            "must be at least 1".into(),
+        );
+    }
+    if failure.circuit_breaker.timeout.get().is_zero() {
+        say(
+            field_path![
+                "operational",
+                "failureHandling",
+                "circuitBreaker",
+                "timeout"
+            ],
+            "must be above zero".into(),
+        );
+    }
+
+    let server = &config.server;
+    if server.max_request_bytes < 1024 {
+        say(
+            field_path!["server", "maxRequestBytes"],
+            "must be at least 1024".into(),
+        );
+    }
+    if server.page_size == 0 {
+        say(
+            field_path!["server", "pageSize"],
+            "must be at least 1".into(),
+        );
+    }
+    issues
+}
+
+fn check_auth(auth: &BackendAuth, at: FieldPath, say: &mut impl FnMut(FieldPath, String)) {
+    match (auth.kind, &auth.header_injection) {
+        (AuthType::Unauthenticated, Some(_)) => say(
+            at.join("headerInjection"),
+            "only used with type header_injection".into(),
+        ),
+        (AuthType::HeaderInjection, None) => say(
+            at.join("type"),
+            "type header_injection needs headerInjection {headerName, headerValue or headerValueEnv}".into(),
+        ),
+        (AuthType::HeaderInjection, Some(header)) => {
+            let at = at.join("headerInjection");
+            if http::HeaderName::from_bytes(header.header_name.as_bytes()).is_err() {
+                say(at.join("headerName"), format!("{:?} is not a valid HTTP header name", header.header_name));
+            }
+            match (&header.header_value, &header.header_value_env) {
+                (Some(_), Some(_)) | (None, None) => say(
+                    at,
+                    "set exactly one of headerValue and headerValueEnv".into(),
+                ),
+                (Some(value), None) if http::HeaderValue::from_str(value).is_err() => {
+                    say(at.join("headerValue"), "not a valid HTTP header value".into())
+                }
+                _ => {}
+            }
+        }
+        (AuthType::Unauthenticated, None) => {}
+    }
+}
+
+fn check_http_url(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|err| format!("invalid url: {err}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "url scheme must be http or https, not {:?}",
+            url.scheme()
+        ));
+    }
+    if url.host().is_none() {
+        return Err("url needs a host".into());
+    }
+    Ok(())
+}
+
+/// Backend names: letters, digits, `-` and `_`, 1-63 characters, so they are
+/// safe in tool prefixes, metric labels and Kubernetes object names.
+pub fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
