@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Run the end-to-end tests: real MCP peers, the real gateway, the official Python client.
+#
+#   scripts/e2e.sh                                   # everything under tests/e2e
+#   scripts/e2e.sh -k catalogue -x                   # extra pytest arguments
+#   scripts/e2e.sh tests/e2e/test_peers_direct.py    # chosen files (no gateway needed for this one)
+#
+# Environment:
+#   VMCP_BIN                    gateway binary (default: target/release/vmcp); tests fail if missing
+#   VMCP_E2E_TEST_TIMEOUT       per-test limit in seconds (default 180)
+#   VMCP_E2E_TIMEOUT            limit for the whole run in seconds (default 1800)
+#   VMCP_E2E_SKIP_INSTALL=1     do not run scripts/install-peers.sh first
+#   VMCP_E2E_MAX_REQUEST_BYTES  written to the gateway config as server.maxRequestBytes
+#   VMCP_E2E_PAGE_SIZE          written to the gateway config as server.pageSize (default 7)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="$REPO/.cache/venv/bin/python"
+
+if [ "${VMCP_E2E_SKIP_INSTALL:-0}" != 1 ]; then
+  "$REPO/scripts/install-peers.sh"
+fi
+if [ ! -x "$PY" ]; then
+  echo "e2e: $PY is missing; run scripts/install-peers.sh" >&2
+  exit 1
+fi
+
+export VMCP_BIN="${VMCP_BIN:-$REPO/target/release/vmcp}"
+if [ ! -x "$VMCP_BIN" ]; then
+  echo "e2e: warning: gateway binary $VMCP_BIN not found; gateway tests will fail (cargo build --release)" >&2
+fi
+
+# Default to the whole suite unless a test path was given.
+paths=(tests/e2e)
+for arg in "$@"; do
+  case "$arg" in
+    tests/*) paths=() ;;
+  esac
+done
+
+cd "$REPO"
+exec timeout --kill-after=30 "${VMCP_E2E_TIMEOUT:-1800}" \
+  "$PY" -m pytest "${paths[@]}" -q --timeout="${VMCP_E2E_TEST_TIMEOUT:-180}" "$@"

@@ -1,0 +1,188 @@
+"""A small MCP backend for vmcp's end-to-end tests, built on the official SDK.
+
+Run it with the test venv (scripts/install-peers.sh):
+
+    .cache/venv/bin/python tests/peers/py_backend.py --transport streamable-http --port 9001 --name pyhttp
+    .cache/venv/bin/python tests/peers/py_backend.py --transport sse --port 9002 --name pysse
+    .cache/venv/bin/python tests/peers/py_backend.py --transport stdio --name pystdio
+
+HTTP transports always bind 127.0.0.1. Endpoints: streamable HTTP at
+`/mcp`, legacy HTTP+SSE at `/sse` (messages posted to `/messages/`).
+In stdio mode nothing but protocol messages is written to stdout.
+
+Catalogue (NAME is --name):
+  tools      echo(text) -> text          add(a, b) -> a + b
+             whoami() -> NAME            slow(seconds) sleeps, progress every 0.1 s
+             fail() -> tool error        stats() -> JSON counters of slow() calls
+             toggle_extra() adds/removes a tool `extra` and announces
+                            notifications/tools/list_changed
+  resources  py://NAME/info              py://shared/owner (same URI on every
+                                         instance; its text is NAME)
+  templates  py://items/{item_id}        -> "item <id> from NAME"
+  prompts    greet(name)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import anyio
+import mcp_types as types
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+LOOPBACK = "127.0.0.1"
+PROGRESS_INTERVAL = 0.1
+
+
+def build_server(name: str, transport: str) -> MCPServer:
+    server = MCPServer(
+        name,
+        instructions=f"vmcp e2e test backend {name!r}",
+        version="1.0.0",
+        log_level="WARNING",
+    )
+    counters = {"started": 0, "completed": 0, "cancelled": 0, "in_flight": 0}
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """Return `text` unchanged."""
+        return text
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        """Return a + b."""
+        return a + b
+
+    @server.tool()
+    def whoami() -> str:
+        """Return the name this backend was started with."""
+        return name
+
+    @server.tool()
+    async def slow(seconds: float, ctx: Context) -> str:
+        """Sleep for `seconds`, reporting progress every 0.1 s when the caller asked for it."""
+        counters["started"] += 1
+        counters["in_flight"] += 1
+        deadline = time.monotonic() + max(0.0, seconds)
+        try:
+            step = 0
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                await anyio.sleep(min(PROGRESS_INTERVAL, left))
+                step += 1
+                # A no-op when the request carried no progress token.
+                await ctx.report_progress(
+                    progress=min(step * PROGRESS_INTERVAL, seconds),
+                    total=seconds,
+                    message=f"{name} slow step {step}",
+                )
+        except anyio.get_cancelled_exc_class():
+            counters["cancelled"] += 1
+            raise
+        finally:
+            counters["in_flight"] -= 1
+        counters["completed"] += 1
+        return f"slept {seconds} on {name}"
+
+    @server.tool()
+    def fail() -> str:
+        """Always fails with a tool error."""
+        raise ToolError(f"fail() called on {name}: this tool always fails")
+
+    @server.tool()
+    def stats() -> str:
+        """Counters of slow() calls in this process, as JSON text."""
+        return json.dumps(counters, sort_keys=True)
+
+    def extra() -> str:
+        """A tool that appears and disappears through toggle_extra()."""
+        return f"extra from {name}"
+
+    @server.tool()
+    async def toggle_extra(ctx: Context) -> str:
+        """Add the tool `extra` if absent, remove it if present; announce the change."""
+        names = {t.name for t in await server.list_tools()}
+        if "extra" in names:
+            server.remove_tool("extra")
+            outcome = "removed"
+        else:
+            server.add_tool(extra, name="extra")
+            outcome = "added"
+        # Handshake-era sessions: on the session's standalone channel (the GET
+        # stream for streamable HTTP, the single stream for SSE and stdio), as
+        # a server announcing an unprompted change would.
+        await ctx.session.send_notification(types.ToolListChangedNotification())
+        # 2026-07-28 sessions: through subscriptions/listen.
+        await ctx.notify_tools_changed()
+        return outcome
+
+    @server.resource(f"py://{name}/info", mime_type="text/plain")
+    def info() -> str:
+        """Which backend this is."""
+        return f"backend {name} over {transport}"
+
+    @server.resource("py://shared/owner", mime_type="text/plain")
+    def shared_owner() -> str:
+        """Same URI on every instance; names the instance that answered."""
+        return name
+
+    @server.resource("py://items/{item_id}", mime_type="text/plain")
+    def item(item_id: str) -> str:
+        """An item by id, stamped with the backend name."""
+        return f"item {item_id} from {name}"
+
+    backend = name  # the prompt's own argument is called `name`
+
+    @server.prompt()
+    def greet(name: str) -> str:  # noqa: F811 - shadows the backend name on purpose
+        """Greet someone by name."""
+        return f"Hello {name}, greetings from {backend}."
+
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--transport", choices=["sse", "streamable-http", "stdio"], default="streamable-http")
+    parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (HTTP transports)")
+    parser.add_argument("--name", default="py", help="backend name, returned by whoami()")
+    parser.add_argument(
+        "--stateless", action="store_true", help="streamable HTTP without sessions, JSON responses"
+    )
+    parser.add_argument(
+        "--startup-delay", type=float, default=0.0, help="sleep this long before serving (slow-start tests)"
+    )
+    args = parser.parse_args(argv)
+
+    if args.transport != "stdio" and not 0 < args.port < 65536:
+        parser.error("--port is required for HTTP transports")
+    if args.stateless and args.transport != "streamable-http":
+        parser.error("--stateless only applies to --transport streamable-http")
+
+    if args.startup_delay > 0:
+        time.sleep(args.startup_delay)
+
+    server = build_server(args.name, args.transport)
+    if args.transport == "stdio":
+        server.run("stdio")
+    elif args.transport == "sse":
+        server.run("sse", host=LOOPBACK, port=args.port)
+    else:
+        server.run(
+            "streamable-http",
+            host=LOOPBACK,
+            port=args.port,
+            stateless_http=args.stateless,
+            json_response=args.stateless,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
