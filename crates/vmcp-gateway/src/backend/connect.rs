@@ -1,0 +1,209 @@
+//! Opening a client connection to a backend, one function per transport.
+//! Each returns a running rmcp client whose initialization has finished.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use rmcp::ServiceExt;
+use rmcp::service::{ClientInitializeError, RoleClient, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use vmcp_config::{AuthType, TransportKind};
+
+use super::spec::{BackendSpec, Endpoint};
+use super::upstream_handler::UpstreamHandler;
+
+/// A connected backend client.
+pub type UpstreamService = RunningService<RoleClient, UpstreamHandler>;
+
+/// Why a connection could not be opened. The [`ConnectError::category`] is
+/// safe to show to clients and in status; the full error goes to the log.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The environment variable named by `headerValueEnv` is not set.
+    #[error("environment variable {0} (headerValueEnv) is not set")]
+    MissingHeaderEnv(String),
+    /// A configured header name or value is not valid HTTP.
+    #[error("invalid outgoing auth header: {0}")]
+    InvalidHeader(String),
+    /// The configuration does not match the transport.
+    #[error("backend endpoint does not match its transport")]
+    EndpointMismatch,
+    /// The child process could not be started.
+    #[error("cannot start the backend process: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The MCP initialization handshake failed.
+    #[error("MCP initialization failed: {0}")]
+    Initialize(#[source] Box<ClientInitializeError>),
+    /// The legacy SSE connection could not be opened.
+    #[error("legacy SSE connection failed: {0}")]
+    Sse(#[source] mcp_legacy_sse::SseClientError),
+    /// Connecting took longer than the backend's timeout.
+    #[error("connecting timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+impl ConnectError {
+    /// A short, sanitized description: no addresses, no secrets.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::MissingHeaderEnv(_) | Self::InvalidHeader(_) => "outgoing auth misconfigured",
+            Self::EndpointMismatch => "backend misconfigured",
+            Self::Spawn(_) => "backend process failed to start",
+            Self::Timeout(_) => "connection timed out",
+            Self::Initialize(_) | Self::Sse(_) if self.looks_unauthorized() => {
+                "authentication rejected"
+            }
+            Self::Sse(_) => "connection failed",
+            Self::Initialize(_) => "initialization failed",
+        }
+    }
+
+    /// Whether the backend answered 401/403 (it is alive but refuses us).
+    pub fn looks_unauthorized(&self) -> bool {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(err) = source {
+            text.push_str(&err.to_string());
+            source = err.source();
+        }
+        ["401", "403", "Unauthorized", "Forbidden", "AuthRequired"]
+            .iter()
+            .any(|needle| text.contains(needle))
+    }
+}
+
+/// Connects to `spec` and completes the MCP handshake within the backend's timeout.
+pub async fn connect(
+    spec: &BackendSpec,
+    http: &reqwest::Client,
+    handler: UpstreamHandler,
+) -> Result<UpstreamService, ConnectError> {
+    let timeout = spec.call_timeout;
+    let attempt = async {
+        match (&spec.transport, &spec.endpoint) {
+            (TransportKind::StreamableHttp, Endpoint::Url(url)) => {
+                streamable_http(url, auth_headers(spec)?, http, handler).await
+            }
+            (TransportKind::Sse, Endpoint::Url(url)) => {
+                legacy_sse(url, auth_headers(spec)?, http, handler, timeout).await
+            }
+            (TransportKind::Stdio, Endpoint::Command { program, args, env }) => {
+                stdio(&spec.name, program, args, env, handler).await
+            }
+            _ => Err(ConnectError::EndpointMismatch),
+        }
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| ConnectError::Timeout(timeout))?
+}
+
+/// The headers outgoing auth adds to every HTTP request.
+fn auth_headers(spec: &BackendSpec) -> Result<HeaderMap, ConnectError> {
+    let mut headers = HeaderMap::new();
+    let Some(auth) = &spec.auth else {
+        return Ok(headers);
+    };
+    if auth.kind != AuthType::HeaderInjection {
+        return Ok(headers);
+    }
+    let Some(injection) = &auth.header_injection else {
+        return Err(ConnectError::InvalidHeader(
+            "headerInjection is missing".into(),
+        ));
+    };
+    let value = match (&injection.header_value, &injection.header_value_env) {
+        (Some(value), _) => value.clone(),
+        (None, Some(var)) => {
+            std::env::var(var).map_err(|_| ConnectError::MissingHeaderEnv(var.clone()))?
+        }
+        (None, None) => {
+            return Err(ConnectError::InvalidHeader(
+                "no headerValue or headerValueEnv".into(),
+            ));
+        }
+    };
+    let name = HeaderName::from_bytes(injection.header_name.as_bytes()).map_err(|_| {
+        ConnectError::InvalidHeader(format!("bad header name {:?}", injection.header_name))
+    })?;
+    let mut value = HeaderValue::from_str(&value)
+        .map_err(|_| ConnectError::InvalidHeader(format!("bad value for header {name}")))?;
+    value.set_sensitive(true);
+    headers.insert(name, value);
+    Ok(headers)
+}
+
+async fn streamable_http(
+    url: &str,
+    headers: HeaderMap,
+    http: &reqwest::Client,
+    handler: UpstreamHandler,
+) -> Result<UpstreamService, ConnectError> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_string());
+    config.custom_headers = headers
+        .into_iter()
+        .filter_map(|(k, v)| Some((k?, v)))
+        .collect();
+    // A restarted backend forgets our session; re-initialize instead of failing.
+    config.reinit_on_expired_session = true;
+    // Stateless servers answer without a session id.
+    config.allow_stateless = true;
+    let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
+    handler
+        .serve(transport)
+        .await
+        .map_err(|err| ConnectError::Initialize(Box::new(err)))
+}
+
+async fn legacy_sse(
+    url: &str,
+    headers: HeaderMap,
+    http: &reqwest::Client,
+    handler: UpstreamHandler,
+    timeout: Duration,
+) -> Result<UpstreamService, ConnectError> {
+    let parsed = url::Url::parse(url).map_err(|_| ConnectError::EndpointMismatch)?;
+    let mut config = mcp_legacy_sse::SseClientConfig::new(parsed);
+    config.headers = headers;
+    config.connect_timeout = timeout;
+    config.post_timeout = timeout;
+    let transport = mcp_legacy_sse::connect(config, http.clone())
+        .await
+        .map_err(ConnectError::Sse)?;
+    handler
+        .serve(transport)
+        .await
+        .map_err(|err| ConnectError::Initialize(Box::new(err)))
+}
+
+async fn stdio(
+    backend: &str,
+    program: &str,
+    args: &[String],
+    env: &std::collections::BTreeMap<String, String>,
+    handler: UpstreamHandler,
+) -> Result<UpstreamService, ConnectError> {
+    let mut command = tokio::process::Command::new(program);
+    command.args(args).envs(env).kill_on_drop(true);
+    let (transport, stderr) = TokioChildProcess::builder(command)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(ConnectError::Spawn)?;
+    if let Some(stderr) = stderr {
+        let backend: Arc<str> = backend.into();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::debug!(backend = %backend, "stderr: {line}");
+            }
+        });
+    }
+    handler
+        .serve(transport)
+        .await
+        .map_err(|err| ConnectError::Initialize(Box::new(err)))
+}

@@ -1,0 +1,196 @@
+//! Sending one downstream request to its backend: the backend's timeout,
+//! cancellation both ways, progress routing, `_meta` passed through, and
+//! errors that name the backend but never its address.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{ClientRequest, ErrorCode, ErrorData, ServerResult};
+use rmcp::service::{PeerRequestOptions, RequestContext, RoleServer, ServiceError};
+use serde_json::json;
+
+use crate::backend::{Backend, ConnectionState};
+use crate::progress::ProgressRoutes;
+
+/// JSON-RPC code for a backend that did not answer in time (as in the MCP SDKs).
+pub const REQUEST_TIMEOUT: ErrorCode = ErrorCode(-32001);
+
+/// Why a forwarded request produced no backend answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// The backend is not connected.
+    #[error("backend {backend} is unavailable: {reason}")]
+    Unavailable {
+        /// Backend name.
+        backend: String,
+        /// Sanitized category.
+        reason: String,
+    },
+    /// The backend did not answer within its timeout.
+    #[error("backend {backend} did not answer within {}", humanize(*timeout))]
+    Timeout {
+        /// Backend name.
+        backend: String,
+        /// The timeout that expired.
+        timeout: Duration,
+    },
+    /// The connection broke while the request was in flight.
+    #[error("backend {backend} connection was lost during the request")]
+    ConnectionLost {
+        /// Backend name.
+        backend: String,
+    },
+    /// The client cancelled the request.
+    #[error("request cancelled by the client")]
+    Cancelled,
+    /// The backend answered with a result of the wrong kind.
+    #[error("backend {backend} sent an unexpected response")]
+    Unexpected {
+        /// Backend name.
+        backend: String,
+    },
+    /// The backend answered with a JSON-RPC error; it is passed through unchanged.
+    #[error("{0}")]
+    Backend(ErrorData),
+}
+
+fn humanize(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+impl From<ForwardError> for ErrorData {
+    fn from(err: ForwardError) -> Self {
+        let message = err.to_string();
+        let (code, backend, reason) = match &err {
+            ForwardError::Backend(data) => return data.clone(),
+            ForwardError::Unavailable { backend, .. } => {
+                (ErrorCode::INTERNAL_ERROR, backend, "unavailable")
+            }
+            ForwardError::Timeout { backend, .. } => (REQUEST_TIMEOUT, backend, "timeout"),
+            ForwardError::ConnectionLost { backend } => {
+                (ErrorCode::INTERNAL_ERROR, backend, "connection_lost")
+            }
+            ForwardError::Unexpected { backend } => {
+                (ErrorCode::INTERNAL_ERROR, backend, "unexpected_response")
+            }
+            ForwardError::Cancelled => {
+                return ErrorData::new(ErrorCode::INTERNAL_ERROR, message, None);
+            }
+        };
+        ErrorData::new(
+            code,
+            message,
+            Some(json!({"backend": backend, "reason": reason})),
+        )
+    }
+}
+
+impl ForwardError {
+    /// The error for a response of the wrong kind from `backend`.
+    pub fn unexpected(backend: &Backend) -> Self {
+        Self::Unexpected {
+            backend: backend.name().to_string(),
+        }
+    }
+}
+
+/// Sends `request` to `backend` on behalf of the downstream request `context`.
+pub async fn forward(
+    backend: &Backend,
+    request: ClientRequest,
+    context: &RequestContext<RoleServer>,
+    progress: &Arc<ProgressRoutes>,
+) -> Result<ServerResult, ForwardError> {
+    let name = backend.name();
+    let Some(peer) = backend.peer() else {
+        let reason = match backend.state() {
+            ConnectionState::Disconnected { reason } => reason,
+            _ => "not connected yet".to_string(),
+        };
+        return Err(ForwardError::Unavailable {
+            backend: name.to_string(),
+            reason,
+        });
+    };
+    // Pass the client's `_meta` through, but not its progress token: rmcp
+    // gives the upstream request its own, which we map back below.
+    let mut meta = context.meta.clone();
+    let downstream_token = meta.get_progress_token();
+    meta.0.0.remove("progressToken");
+    let options = PeerRequestOptions::no_options().with_meta(meta);
+    let mut handle = peer
+        .send_request_with_option(request, options)
+        .await
+        .map_err(|err| classify(backend, err))?;
+    let _progress = downstream_token.map(|token| {
+        progress.register(
+            name.into(),
+            handle.progress_token.clone(),
+            context.peer.clone(),
+            token,
+        )
+    });
+
+    enum Outcome {
+        Answered(
+            Result<Result<ServerResult, ServiceError>, tokio::sync::oneshot::error::RecvError>,
+        ),
+        TimedOut,
+        Cancelled,
+    }
+    let timeout = backend.call_timeout();
+    let outcome = tokio::select! {
+        answer = tokio::time::timeout(timeout, &mut handle.rx) => match answer {
+            Ok(answer) => Outcome::Answered(answer),
+            Err(_) => Outcome::TimedOut,
+        },
+        _ = context.ct.cancelled() => Outcome::Cancelled,
+    };
+    match outcome {
+        Outcome::Answered(Ok(Ok(result))) => Ok(result),
+        Outcome::Answered(Ok(Err(err))) => Err(classify(backend, err)),
+        Outcome::Answered(Err(_)) => {
+            // The client service dropped the request: its connection ended.
+            backend.report_transport_failure();
+            Err(ForwardError::ConnectionLost {
+                backend: name.to_string(),
+            })
+        }
+        Outcome::TimedOut => {
+            let _ = handle.cancel(Some("timed out at the gateway".into())).await;
+            Err(ForwardError::Timeout {
+                backend: name.to_string(),
+                timeout,
+            })
+        }
+        Outcome::Cancelled => {
+            let _ = handle.cancel(Some("cancelled by the client".into())).await;
+            Err(ForwardError::Cancelled)
+        }
+    }
+}
+
+fn classify(backend: &Backend, err: ServiceError) -> ForwardError {
+    let name = backend.name().to_string();
+    match err {
+        ServiceError::McpError(data) => ForwardError::Backend(data),
+        ServiceError::Timeout { timeout } => ForwardError::Timeout {
+            backend: name,
+            timeout,
+        },
+        ServiceError::Cancelled { .. } => ForwardError::Cancelled,
+        ServiceError::TransportSend(_) | ServiceError::TransportClosed => {
+            tracing::warn!(backend = %name, error = %err, "request to backend failed at the transport");
+            backend.report_transport_failure();
+            ForwardError::ConnectionLost { backend: name }
+        }
+        other => {
+            tracing::warn!(backend = %name, error = %other, "unexpected answer from backend");
+            ForwardError::Unexpected { backend: name }
+        }
+    }
+}

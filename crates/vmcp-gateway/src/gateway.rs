@@ -1,0 +1,343 @@
+//! The gateway: backends, their supervisors, the catalogue and the sessions,
+//! with one lifecycle.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vmcp_config::Config;
+
+use crate::backend::supervisor::{CapabilityUpdate, Liveness, Supervisor};
+use crate::backend::{Backend, BackendCapabilities, BackendSpec, ConnectionState};
+use crate::catalogue::{self, Catalogue};
+use crate::progress::ProgressRoutes;
+use crate::sessions::Sessions;
+
+/// How to start a gateway.
+#[derive(Clone, Debug)]
+pub struct GatewayOptions {
+    /// The loaded configuration.
+    pub config: Config,
+}
+
+/// The running gateway.
+pub struct Gateway {
+    config: Arc<Config>,
+    backends: Vec<Arc<Backend>>,
+    by_name: HashMap<String, Arc<Backend>>,
+    catalogue: ArcSwap<Catalogue>,
+    /// Connected client sessions.
+    pub sessions: Sessions,
+    /// Progress routes of forwarded requests.
+    pub progress: Arc<ProgressRoutes>,
+    ready: watch::Sender<bool>,
+    in_flight: AtomicUsize,
+    idle: Notify,
+    shutdown: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Gateway {
+    /// Starts supervising every configured backend. Must run inside a Tokio runtime.
+    pub fn start(options: GatewayOptions) -> Arc<Self> {
+        let config = Arc::new(options.config);
+        let backends: Vec<Arc<Backend>> = config
+            .backends
+            .iter()
+            .map(|b| Backend::new(BackendSpec::from_config(b, &config)))
+            .collect();
+        let gateway = Arc::new(Self {
+            by_name: backends
+                .iter()
+                .map(|b| (b.name().to_string(), b.clone()))
+                .collect(),
+            backends,
+            catalogue: ArcSwap::from_pointee(Catalogue::default()),
+            sessions: Sessions::default(),
+            progress: Arc::new(ProgressRoutes::default()),
+            ready: watch::Sender::new(false),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            shutdown: CancellationToken::new(),
+            tasks: Mutex::new(Vec::new()),
+            config,
+        });
+        if gateway.backends.is_empty() {
+            gateway.ready.send_replace(true);
+        }
+        let (updates_tx, updates_rx) = mpsc::unbounded_channel();
+        // Reused connections matter for latency; the pool is shared by all HTTP backends.
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_default();
+        let failure = &gateway.config.operational.failure_handling;
+        let liveness = Liveness {
+            interval: failure.health_check_interval.get(),
+            timeout: failure.health_check_timeout.get(),
+            threshold: failure.unhealthy_threshold,
+        };
+        let mut tasks = Vec::new();
+        for backend in &gateway.backends {
+            let supervisor = Supervisor {
+                backend: backend.clone(),
+                http: http.clone(),
+                progress: gateway.progress.clone(),
+                updates: updates_tx.clone(),
+                liveness,
+                shutdown: gateway.shutdown.clone(),
+            };
+            tasks.push(tokio::spawn(supervisor.run()));
+        }
+        tasks.push(tokio::spawn(aggregate(
+            Arc::downgrade(&gateway),
+            updates_rx,
+        )));
+        *gateway.lock_tasks() = tasks;
+        gateway
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The current catalogue (one atomic load).
+    pub fn catalogue(&self) -> Arc<Catalogue> {
+        self.catalogue.load_full()
+    }
+
+    /// A backend by name.
+    pub fn backend(&self, name: &str) -> Option<&Arc<Backend>> {
+        self.by_name.get(name)
+    }
+
+    /// All backends, in config order.
+    pub fn backends(&self) -> &[Arc<Backend>] {
+        &self.backends
+    }
+
+    /// Whether the first discovery has finished (every backend tried once).
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Waits until [`Gateway::is_ready`].
+    pub async fn wait_ready(&self) {
+        let mut ready = self.ready.subscribe();
+        let _ = ready.wait_for(|r| *r).await;
+    }
+
+    /// Names of backends that cannot take requests now.
+    pub fn unavailable_backends(&self) -> Vec<&str> {
+        self.backends
+            .iter()
+            .filter(|b| !b.state().is_connected())
+            .map(|b| b.name())
+            .collect()
+    }
+
+    /// Counts a request as in flight until the guard drops (for draining).
+    pub fn begin_request(self: &Arc<Self>) -> InFlightGuard {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard {
+            gateway: self.clone(),
+        }
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no request is in flight, or `timeout`; returns whether drained.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        let wait = async {
+            loop {
+                let idle = self.idle.notified();
+                if self.in_flight() == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+
+    /// Stops the supervisors and closes every backend connection (child
+    /// processes are terminated).
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        let tasks = std::mem::take(&mut *self.lock_tasks());
+        for task in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+
+    /// A point-in-time view for `/status`.
+    pub fn status(&self) -> GatewayStatus {
+        let catalogue = self.catalogue();
+        let mut tools_per_backend: BTreeMap<&str, usize> = BTreeMap::new();
+        for tool in &catalogue.tools {
+            if let Some(route) = catalogue.route_tool(&tool.name) {
+                *tools_per_backend.entry(&route.backend).or_default() += 1;
+            }
+        }
+        let discovered_backends = self
+            .backends
+            .iter()
+            .map(|backend| {
+                let state = backend.state();
+                BackendView {
+                    name: backend.name().to_string(),
+                    transport: backend.spec.transport.as_str(),
+                    url: backend.spec.display_endpoint(),
+                    auth_type: backend.spec.auth_type(),
+                    connected: state.is_connected(),
+                    message: match state {
+                        ConnectionState::Starting => Some("connecting".to_string()),
+                        ConnectionState::Connected => None,
+                        ConnectionState::Disconnected { reason } => Some(reason),
+                    },
+                    tool_count: tools_per_backend.get(backend.name()).copied().unwrap_or(0),
+                }
+            })
+            .collect();
+        GatewayStatus {
+            name: self.config.name.clone(),
+            ready: self.is_ready(),
+            backend_count: self.backends.len(),
+            sessions: self.sessions.len(),
+            tool_count: catalogue.tools.len(),
+            prompt_count: catalogue.prompts.len(),
+            resource_count: catalogue.resources.len(),
+            discovered_backends,
+            conflicts: catalogue.conflicts.clone(),
+        }
+    }
+
+    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        // Only whole-vector swaps happen under this lock.
+        self.tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Keeps a request counted as in flight.
+pub struct InFlightGuard {
+    gateway: Arc<Gateway>,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.gateway.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.gateway.idle.notify_waiters();
+        }
+    }
+}
+
+/// What `/status` returns (the full status model comes with the status reporters).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStatus {
+    /// The virtual server's name.
+    pub name: String,
+    /// Whether the first discovery finished.
+    pub ready: bool,
+    /// Number of configured backends.
+    pub backend_count: usize,
+    /// Connected client sessions.
+    pub sessions: usize,
+    /// Exposed tools.
+    pub tool_count: usize,
+    /// Exposed prompts.
+    pub prompt_count: usize,
+    /// Exposed resources.
+    pub resource_count: usize,
+    /// Per-backend view.
+    pub discovered_backends: Vec<BackendView>,
+    /// Names hidden by conflict resolution.
+    pub conflicts: Vec<String>,
+}
+
+/// One backend in `/status`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendView {
+    /// Name.
+    pub name: String,
+    /// Transport.
+    pub transport: &'static str,
+    /// Endpoint without credentials.
+    pub url: String,
+    /// Outgoing auth strategy.
+    pub auth_type: &'static str,
+    /// Whether calls can be routed to it.
+    pub connected: bool,
+    /// Why not, as a sanitized category.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Tools it contributes to the catalogue.
+    pub tool_count: usize,
+}
+
+/// Applies capability updates to the catalogue, one rebuild per burst, and
+/// tells sessions what changed.
+async fn aggregate(
+    gateway: std::sync::Weak<Gateway>,
+    mut updates: mpsc::UnboundedReceiver<CapabilityUpdate>,
+) {
+    let mut snapshots: HashMap<Arc<str>, Arc<BackendCapabilities>> = HashMap::new();
+    let mut reported: HashSet<Arc<str>> = HashSet::new();
+    while let Some(first) = updates.recv().await {
+        let mut burst = vec![first];
+        while let Ok(next) = updates.try_recv() {
+            burst.push(next);
+        }
+        let Some(gateway) = gateway.upgrade() else {
+            return;
+        };
+        for update in burst {
+            reported.insert(update.backend.clone());
+            match update.capabilities {
+                Some(capabilities) => snapshots.insert(update.backend, capabilities),
+                None => snapshots.remove(&update.backend),
+            };
+        }
+        let ordered: Vec<_> = gateway
+            .backends
+            .iter()
+            .filter_map(|b| {
+                let key: &str = b.name();
+                snapshots
+                    .get_key_value(key)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+            })
+            .collect();
+        let next = catalogue::build(&ordered, &gateway.config.aggregation);
+        let previous = gateway.catalogue.swap(Arc::new(next));
+        for conflict in &gateway.catalogue.load().conflicts {
+            if !previous.conflicts.contains(conflict) {
+                tracing::warn!("{conflict}");
+            }
+        }
+        let changes = gateway.catalogue.load().changes_since(&previous);
+        gateway.sessions.broadcast(changes);
+        if !gateway.is_ready() && reported.len() >= gateway.backends.len() {
+            tracing::info!(
+                tools = gateway.catalogue.load().tools.len(),
+                unavailable = ?gateway.unavailable_backends(),
+                "first backend discovery finished"
+            );
+            gateway.ready.send_replace(true);
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! vmcp's runtime: one MCP endpoint in front of many backend MCP servers.
+//!
+//! Data flows one way (see `docs/architecture.md`):
+//!
+//! ```text
+//! config ─► backend supervisors (one per backend: connect, watch, reconnect)
+//!              │ capability snapshots
+//!              ▼
+//!           catalogue (pure merge + conflict resolution) ─► sessions get list_changed
+//!              │ routes
+//!              ▼
+//!           MCP server (/mcp) ─► forwarding (timeouts, cancellation, progress)
+//! ```
+//!
+//! - [`backend`]: clients for each upstream transport and their supervisors.
+//! - [`catalogue`]: the merged, conflict-resolved view of all backends (no I/O).
+//! - [`forward`]: sending one downstream request to its backend.
+//! - [`server`]: the downstream MCP handler and the HTTP surface.
+//! - [`gateway`]: wires the parts together and owns their lifecycle.
+
+pub mod backend;
+pub mod catalogue;
+pub mod forward;
+pub mod gateway;
+pub mod progress;
+pub mod server;
+pub mod sessions;
+
+pub use gateway::{Gateway, GatewayOptions};

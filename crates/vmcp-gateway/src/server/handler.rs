@@ -1,0 +1,286 @@
+//! The MCP server a client session talks to: lists come from the catalogue,
+//! everything else is forwarded to the owning backend.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use rmcp::ServerHandler;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
+    CompleteRequestParams, CompleteResult, ErrorData, GetPromptRequest, GetPromptRequestParams,
+    GetPromptResponse, Implementation, InitializeResult, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse,
+    Reference, ServerCapabilities, ServerResult,
+};
+use rmcp::service::{NotificationContext, RequestContext, RoleServer};
+use vmcp_config::PartialFailureMode;
+
+use crate::backend::Backend;
+use crate::forward::{ForwardError, forward};
+use crate::gateway::Gateway;
+use crate::server::pagination::page;
+
+/// One client session's view of the gateway.
+#[derive(Clone)]
+pub struct GatewayHandler {
+    gateway: Arc<Gateway>,
+}
+
+impl GatewayHandler {
+    /// A handler for a new session.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
+    }
+
+    fn page_size(&self) -> usize {
+        self.gateway.config().server.page_size as usize
+    }
+
+    /// In `partialFailureMode: fail`, lists fail while any backend is down.
+    fn check_partial_failure(&self) -> Result<(), ErrorData> {
+        let mode = self
+            .gateway
+            .config()
+            .operational
+            .failure_handling
+            .partial_failure_mode;
+        if mode == PartialFailureMode::Fail {
+            let down = self.gateway.unavailable_backends();
+            if !down.is_empty() {
+                return Err(ErrorData::internal_error(
+                    format!(
+                        "backends unavailable: {} (partialFailureMode is fail)",
+                        down.join(", ")
+                    ),
+                    None,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn backend(&self, name: &str) -> Result<&Arc<Backend>, ErrorData> {
+        self.gateway.backend(name).ok_or_else(|| {
+            ErrorData::internal_error(format!("backend {name} is not configured"), None)
+        })
+    }
+
+    async fn forward(
+        &self,
+        backend: &Backend,
+        request: ClientRequest,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        let _in_flight = self.gateway.begin_request();
+        forward(backend, request, context, &self.gateway.progress)
+            .await
+            .map_err(ErrorData::from)
+    }
+}
+
+fn cursor(request: &Option<PaginatedRequestParams>) -> Option<&str> {
+    request.as_ref().and_then(|r| r.cursor.as_deref())
+}
+
+impl ServerHandler for GatewayHandler {
+    fn get_info(&self) -> InitializeResult {
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_prompts()
+            .enable_prompts_list_changed()
+            .enable_resources()
+            .enable_resources_list_changed()
+            .enable_completions()
+            .build();
+        InitializeResult::new(capabilities).with_server_info(Implementation::new(
+            self.gateway.config().name.clone(),
+            env!("CARGO_PKG_VERSION"),
+        ))
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.gateway.sessions.add(context.peer);
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        self.check_partial_failure()?;
+        let catalogue = self.gateway.catalogue();
+        let (tools, next) = page(&catalogue.tools, cursor(&request), self.page_size())?;
+        let mut result = ListToolsResult::with_all_items(tools);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        mut request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let catalogue = self.gateway.catalogue();
+        let route = catalogue.route_tool(&request.name).ok_or_else(|| {
+            ErrorData::invalid_params(format!("unknown tool: {}", request.name), None)
+        })?;
+        let backend = self.backend(&route.backend)?;
+        request.name = Cow::Owned(route.name.clone());
+        drop(catalogue);
+        match self
+            .forward(
+                backend,
+                ClientRequest::CallToolRequest(CallToolRequest::new(request)),
+                &context,
+            )
+            .await?
+        {
+            ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),
+            _ => Err(ForwardError::unexpected(backend).into()),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        self.check_partial_failure()?;
+        let catalogue = self.gateway.catalogue();
+        let (prompts, next) = page(&catalogue.prompts, cursor(&request), self.page_size())?;
+        let mut result = ListPromptsResult::with_all_items(prompts);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn get_prompt(
+        &self,
+        mut request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let catalogue = self.gateway.catalogue();
+        let route = catalogue.route_prompt(&request.name).ok_or_else(|| {
+            ErrorData::invalid_params(format!("unknown prompt: {}", request.name), None)
+        })?;
+        let backend = self.backend(&route.backend)?;
+        request.name = route.name.clone();
+        drop(catalogue);
+        match self
+            .forward(
+                backend,
+                ClientRequest::GetPromptRequest(GetPromptRequest::new(request)),
+                &context,
+            )
+            .await?
+        {
+            ServerResult::GetPromptResult(result) => Ok(GetPromptResponse::Complete(result)),
+            _ => Err(ForwardError::unexpected(backend).into()),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        self.check_partial_failure()?;
+        let catalogue = self.gateway.catalogue();
+        let (resources, next) = page(&catalogue.resources, cursor(&request), self.page_size())?;
+        let mut result = ListResourcesResult::with_all_items(resources);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        self.check_partial_failure()?;
+        let catalogue = self.gateway.catalogue();
+        let (templates, next) = page(
+            &catalogue.resource_templates,
+            cursor(&request),
+            self.page_size(),
+        )?;
+        let mut result = ListResourceTemplatesResult::with_all_items(templates);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let catalogue = self.gateway.catalogue();
+        let owner = catalogue.route_resource(&request.uri).ok_or_else(|| {
+            ErrorData::resource_not_found(format!("unknown resource: {}", request.uri), None)
+        })?;
+        let backend = self.backend(owner)?;
+        drop(catalogue);
+        match self
+            .forward(
+                backend,
+                ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request)),
+                &context,
+            )
+            .await?
+        {
+            ServerResult::ReadResourceResult(result) => Ok(ReadResourceResponse::Complete(result)),
+            _ => Err(ForwardError::unexpected(backend).into()),
+        }
+    }
+
+    async fn complete(
+        &self,
+        mut request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let catalogue = self.gateway.catalogue();
+        let owner = match &mut request.r#ref {
+            Reference::Prompt(prompt) => {
+                let route = catalogue.route_prompt(&prompt.name).ok_or_else(|| {
+                    ErrorData::invalid_params(format!("unknown prompt: {}", prompt.name), None)
+                })?;
+                prompt.name = route.name.clone();
+                route.backend.clone()
+            }
+            Reference::Resource(resource) => catalogue
+                .route_template(&resource.uri)
+                .or_else(|| catalogue.route_resource(&resource.uri))
+                .cloned()
+                .ok_or_else(|| {
+                    ErrorData::invalid_params(
+                        format!("unknown resource template: {}", resource.uri),
+                        None,
+                    )
+                })?,
+            _ => {
+                return Err(ErrorData::invalid_params(
+                    "unsupported completion reference",
+                    None,
+                ));
+            }
+        };
+        let backend = self.backend(&owner)?;
+        drop(catalogue);
+        match self
+            .forward(
+                backend,
+                ClientRequest::CompleteRequest(CompleteRequest::new(request)),
+                &context,
+            )
+            .await?
+        {
+            ServerResult::CompleteResult(result) => Ok(result),
+            _ => Err(ForwardError::unexpected(backend).into()),
+        }
+    }
+}

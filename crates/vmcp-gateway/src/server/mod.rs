@@ -1,0 +1,9 @@
+//! The downstream side: the MCP handler each client session gets, and the
+//! HTTP surface (`/mcp`, `/health`, `/readyz`, `/status`).
+
+pub mod handler;
+pub mod http;
+pub mod pagination;
+
+pub use handler::GatewayHandler;
+pub use http::{HttpOptions, router};

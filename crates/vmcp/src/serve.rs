@@ -1,0 +1,153 @@
+//! `vmcp serve`: load the config, start the gateway, serve HTTP, and shut
+//! down gracefully (drain in-flight calls, close sessions, stop backends).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+use vmcp_gateway::server::{HttpOptions, router};
+use vmcp_gateway::{Gateway, GatewayOptions};
+
+/// Arguments of `vmcp serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The configuration file.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Address to listen on (loopback by default; use 0.0.0.0 in a container).
+    #[arg(long, default_value = "127.0.0.1", env = "VMCP_HOST")]
+    host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = crate::DEFAULT_PORT, env = "VMCP_PORT")]
+    port: u16,
+    /// How long to wait for in-flight calls at shutdown.
+    #[arg(long, default_value = "30", value_name = "SECONDS")]
+    drain_seconds: u64,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+/// Runs the gateway until SIGTERM or Ctrl-C.
+pub fn run(args: ServeArgs) -> ExitCode {
+    let config = match vmcp_config::load_file(&args.config) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::logging::init(config.operational.log_level.as_deref(), args.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("vmcp: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<()> {
+    let address: SocketAddr = format!("{}:{}", bracket_ipv6(&args.host), args.port)
+        .parse()
+        .with_context(|| format!("invalid listen address {}:{}", args.host, args.port))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let local = listener.local_addr().context("listener has no address")?;
+
+    let gateway = Gateway::start(GatewayOptions { config });
+    let sessions_cancel = CancellationToken::new();
+    let app = router(
+        gateway.clone(),
+        HttpOptions::from_gateway(&gateway, sessions_cancel.clone()),
+    );
+    tracing::info!(address = %local, backends = gateway.backends().len(), "vmcp listening on http://{local}/mcp");
+
+    let stop = CancellationToken::new();
+    tokio::spawn(wait_for_signals(stop.clone()));
+    let drain = {
+        let gateway = gateway.clone();
+        let stop = stop.clone();
+        let drain_for = Duration::from_secs(args.drain_seconds);
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            let waiting = gateway.in_flight();
+            tracing::info!(
+                in_flight = waiting,
+                "shutting down: draining in-flight requests"
+            );
+            if !gateway.drain(drain_for).await {
+                tracing::warn!(
+                    in_flight = gateway.in_flight(),
+                    "drain timed out; closing anyway"
+                );
+            }
+            // Ends open event streams so the HTTP server can finish.
+            sessions_cancel.cancel();
+        })
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .context("HTTP server failed")?;
+    let _ = drain.await;
+    gateway.shutdown().await;
+    tracing::info!("vmcp stopped");
+    Ok(())
+}
+
+fn bracket_ipv6(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+async fn wait_for_signals(stop: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!("cannot listen for SIGTERM: {err}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    stop.cancel();
+    // A second signal means "now".
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                signal.recv().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {}
+    }
+    tracing::warn!("second signal: exiting immediately");
+    std::process::exit(130);
+}
