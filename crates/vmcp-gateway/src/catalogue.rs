@@ -8,10 +8,12 @@
 //!   (backend names), then `overrides` (rename, new description), then
 //!   conflict resolution on the resulting names.
 //! - Prompts follow the same conflict resolution (no filters or overrides).
-//! - `prefix`: every name becomes `prefixFormat` (with `{workload}` replaced)
-//!   + name. `priority`: names unchanged; on a clash the backend earliest in
-//!   `priorityOrder` (then config order) wins. `manual`: names unchanged; a
-//!   clash hides every claimant and is reported (fix it with `overrides`).
+//! - `prefix`: every name becomes `prefixFormat` (with `{workload}`
+//!   replaced) followed by the name.
+//! - `priority`: names unchanged; on a clash the backend earliest in
+//!   `priorityOrder` (then config order) wins.
+//! - `manual`: names unchanged; a clash hides every claimant and is
+//!   reported (fix it with `overrides`).
 //! - Resources keep their URIs (they are addresses, not names); on a clash
 //!   the first backend in priority/config order owns the URI. Resource
 //!   templates likewise (first owner of an identical template wins); a read
@@ -345,7 +347,6 @@ pub fn uri_template_matches(template: &str, uri: &str) -> bool {
 mod tests {
     use std::collections::BTreeMap;
 
-    use rmcp::model::{RawResource, RawResourceTemplate};
     use serde_json::json;
     use vmcp_config::{ConflictResolutionConfig, ToolOverride, WorkloadTools};
 
@@ -515,11 +516,14 @@ mod tests {
                 (
                     name.into(),
                     Arc::new(BackendCapabilities {
-                        resources: vec![Resource::new(RawResource::new(uri, "r"), None)],
-                        resource_templates: vec![ResourceTemplate::new(
-                            RawResourceTemplate::new(template, "t"),
-                            None,
-                        )],
+                        resources: vec![
+                            serde_json::from_value(json!({"uri": uri, "name": "r"}))
+                                .expect("valid resource"),
+                        ],
+                        resource_templates: vec![
+                            serde_json::from_value(json!({"uriTemplate": template, "name": "t"}))
+                                .expect("valid template"),
+                        ],
                         ..Default::default()
                     }),
                 )

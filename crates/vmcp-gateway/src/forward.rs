@@ -122,10 +122,20 @@ pub async fn forward(
     let downstream_token = meta.get_progress_token();
     meta.0.0.remove("progressToken");
     let options = PeerRequestOptions::no_options().with_meta(meta);
-    let mut handle = peer
-        .send_request_with_option(request, options)
-        .await
-        .map_err(|err| classify(backend, err))?;
+    let timeout = backend.call_timeout();
+    // One deadline covers queueing the request and waiting for the answer.
+    let deadline = tokio::time::Instant::now() + timeout;
+    let timed_out = || ForwardError::Timeout {
+        backend: name.to_string(),
+        timeout,
+    };
+    let mut handle = tokio::select! {
+        sent = tokio::time::timeout_at(deadline, peer.send_request_with_option(request, options)) => match sent {
+            Ok(sent) => sent.map_err(|err| classify(backend, err))?,
+            Err(_) => return Err(timed_out()),
+        },
+        _ = context.ct.cancelled() => return Err(ForwardError::Cancelled),
+    };
     let _progress = downstream_token.map(|token| {
         progress.register(
             name.into(),
@@ -137,41 +147,50 @@ pub async fn forward(
 
     enum Outcome {
         Answered(
-            Result<Result<ServerResult, ServiceError>, tokio::sync::oneshot::error::RecvError>,
+            Box<Result<Result<ServerResult, ServiceError>, tokio::sync::oneshot::error::RecvError>>,
         ),
         TimedOut,
         Cancelled,
     }
-    let timeout = backend.call_timeout();
     let outcome = tokio::select! {
-        answer = tokio::time::timeout(timeout, &mut handle.rx) => match answer {
-            Ok(answer) => Outcome::Answered(answer),
+        answer = tokio::time::timeout_at(deadline, &mut handle.rx) => match answer {
+            Ok(answer) => Outcome::Answered(Box::new(answer)),
             Err(_) => Outcome::TimedOut,
         },
         _ = context.ct.cancelled() => Outcome::Cancelled,
     };
     match outcome {
-        Outcome::Answered(Ok(Ok(result))) => Ok(result),
-        Outcome::Answered(Ok(Err(err))) => Err(classify(backend, err)),
-        Outcome::Answered(Err(_)) => {
-            // The client service dropped the request: its connection ended.
-            backend.report_transport_failure();
-            Err(ForwardError::ConnectionLost {
-                backend: name.to_string(),
-            })
-        }
+        Outcome::Answered(answer) => match *answer {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(err)) => Err(classify(backend, err)),
+            Err(_) => {
+                // The client service dropped the request: its connection ended.
+                backend.report_transport_failure();
+                Err(ForwardError::ConnectionLost {
+                    backend: name.to_string(),
+                })
+            }
+        },
         Outcome::TimedOut => {
-            let _ = handle.cancel(Some("timed out at the gateway".into())).await;
-            Err(ForwardError::Timeout {
-                backend: name.to_string(),
-                timeout,
-            })
+            cancel_upstream(handle, "timed out at the gateway");
+            Err(timed_out())
         }
         Outcome::Cancelled => {
-            let _ = handle.cancel(Some("cancelled by the client".into())).await;
+            cancel_upstream(handle, "cancelled by the client");
             Err(ForwardError::Cancelled)
         }
     }
+}
+
+/// Tells the backend to stop working on a request, without making the
+/// caller wait: a hung backend may not even accept the notification.
+fn cancel_upstream(
+    handle: rmcp::service::RequestHandle<rmcp::service::RoleClient>,
+    reason: &'static str,
+) {
+    tokio::spawn(async move {
+        let _ = handle.cancel(Some(reason.to_string())).await;
+    });
 }
 
 fn classify(backend: &Backend, err: ServiceError) -> ForwardError {

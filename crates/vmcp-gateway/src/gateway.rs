@@ -37,6 +37,7 @@ pub struct Gateway {
     /// Progress routes of forwarded requests.
     pub progress: Arc<ProgressRoutes>,
     ready: watch::Sender<bool>,
+    draining: std::sync::atomic::AtomicBool,
     in_flight: AtomicUsize,
     idle: Notify,
     shutdown: CancellationToken,
@@ -62,6 +63,7 @@ impl Gateway {
             sessions: Sessions::default(),
             progress: Arc::new(ProgressRoutes::default()),
             ready: watch::Sender::new(false),
+            draining: std::sync::atomic::AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             shutdown: CancellationToken::new(),
@@ -127,6 +129,17 @@ impl Gateway {
     /// Whether the first discovery has finished (every backend tried once).
     pub fn is_ready(&self) -> bool {
         *self.ready.borrow()
+    }
+
+    /// Marks the gateway as shutting down: readiness turns false while
+    /// requests are still served.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     /// Waits until [`Gateway::is_ready`].

@@ -12,6 +12,10 @@ use tokio_util::sync::CancellationToken;
 use vmcp_gateway::server::{HttpOptions, router};
 use vmcp_gateway::{Gateway, GatewayOptions};
 
+/// Time between the last in-flight call finishing and the sessions closing,
+/// so its answer is written to the client before the stream ends.
+const RESPONSE_FLUSH_GRACE: Duration = Duration::from_millis(500);
+
 /// Arguments of `vmcp serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -79,17 +83,22 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
     );
     tracing::info!(address = %local, backends = gateway.backends().len(), "vmcp listening on http://{local}/mcp");
 
-    let stop = CancellationToken::new();
-    tokio::spawn(wait_for_signals(stop.clone()));
+    // Shutdown order: on a signal, readiness turns 503 (load balancers stop
+    // sending) while the server keeps serving; once in-flight calls are done
+    // (or the drain time is up) the listener closes and sessions end.
+    let draining = CancellationToken::new();
+    let closed = CancellationToken::new();
+    tokio::spawn(wait_for_signals(draining.clone()));
     let drain = {
         let gateway = gateway.clone();
-        let stop = stop.clone();
+        let draining = draining.clone();
+        let closed = closed.clone();
         let drain_for = Duration::from_secs(args.drain_seconds);
         tokio::spawn(async move {
-            stop.cancelled().await;
-            let waiting = gateway.in_flight();
+            draining.cancelled().await;
+            gateway.start_draining();
             tracing::info!(
-                in_flight = waiting,
+                in_flight = gateway.in_flight(),
                 "shutting down: draining in-flight requests"
             );
             if !gateway.drain(drain_for).await {
@@ -98,12 +107,15 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
                     "drain timed out; closing anyway"
                 );
             }
-            // Ends open event streams so the HTTP server can finish.
+            // Give the last answers a moment to reach their clients, then
+            // close the listener and end the event streams.
+            tokio::time::sleep(RESPONSE_FLUSH_GRACE).await;
+            closed.cancel();
             sessions_cancel.cancel();
         })
     };
     axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .with_graceful_shutdown(async move { closed.cancelled().await })
         .await
         .context("HTTP server failed")?;
     let _ = drain.await;

@@ -3,9 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -13,6 +15,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::envelope::{self, INVALID_REQUEST};
 use super::handler::GatewayHandler;
 use crate::gateway::Gateway;
 
@@ -64,6 +67,12 @@ pub fn router(gateway: Arc<Gateway>, options: HttpOptions) -> Router {
         Arc::new(LocalSessionManager::default()),
         config,
     );
+    let limit = options.max_request_bytes;
+    let mcp = Router::new()
+        .fallback_service(mcp)
+        .layer(middleware::from_fn(move |request, next| {
+            screen_body(limit, request, next)
+        }));
     Router::new()
         .nest_service("/mcp", mcp)
         .route("/health", get(health))
@@ -72,12 +81,48 @@ pub fn router(gateway: Arc<Gateway>, options: HttpOptions) -> Router {
         .with_state(gateway)
 }
 
+/// Rejects oversized, non-JSON and non-JSON-RPC POST bodies with proper
+/// JSON-RPC errors before rmcp parses them.
+async fn screen_body(limit: usize, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let message = format!("request body larger than {limit} bytes");
+            return json_rpc_error(StatusCode::PAYLOAD_TOO_LARGE, INVALID_REQUEST, &message);
+        }
+    };
+    if let Err(err) = envelope::check(&bytes) {
+        return (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "application/json")],
+            err.to_response_body(),
+        )
+            .into_response();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+fn json_rpc_error(status: StatusCode, code: i32, message: &str) -> Response {
+    let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
+    (status, Json(body)).into_response()
+}
+
 async fn health() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
 async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
-    if gateway.is_ready() {
+    if gateway.is_draining() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": "shutting down"})),
+        )
+    } else if gateway.is_ready() {
         (StatusCode::OK, Json(json!({"ready": true})))
     } else {
         (
