@@ -24,14 +24,19 @@ until curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; do
   sleep 0.2
 done
 
-status="$(curl -fsS "http://127.0.0.1:$PORT/status")"
-python3 - "$status" <<'PY'
-import json, sys
-status = json.loads(sys.argv[1])
-backends = {b["name"]: b for b in status["discoveredBackends"]}
+python3 - "$PORT" <<'PY'
+import json, sys, time, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/status"
+deadline = time.monotonic() + 30
+while True:
+    status = json.load(urllib.request.urlopen(url, timeout=5))
+    backends = {b["name"]: b for b in status["discoveredBackends"]}
+    if status["phase"] == "Ready" or time.monotonic() > deadline:
+        break
+    time.sleep(0.2)
 assert set(backends) == {"alpha", "beta"}, backends
+assert status["phase"] == "Ready", status
 for name, backend in backends.items():
-    assert backend["connected"], f"{name} not connected: {backend}"
-    assert backend["toolCount"] >= 5, f"{name} has {backend['toolCount']} tools"
-print(f"quickstart-check: ok ({status['toolCount']} tools from {len(backends)} backends)")
+    assert backend["status"] == "ready", f"{name} not ready: {backend}"
+print(f"quickstart-check: ok (phase {status['phase']}, {len(backends)} backends)")
 PY

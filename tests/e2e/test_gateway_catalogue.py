@@ -211,14 +211,22 @@ def test_health_readyz_and_status_shape(shared_stack: Stack) -> None:
     backends = status["discoveredBackends"]
     assert isinstance(backends, list)
     assert {b["name"] for b in backends} == set(STANDARD_NAMES)
+    assert status["backendCount"] == len(STANDARD_NAMES)
+    assert status["phase"] in ("Pending", "Ready", "Degraded", "Failed"), status
+    assert {c["type"] for c in status["conditions"]} >= {"Ready", "BackendsDiscovered", "Degraded"}
     for entry in backends:
-        assert entry["transport"] == TRANSPORT_OF[entry["name"]], entry
-        assert isinstance(entry["connected"], bool), entry
+        assert entry["status"] in ("ready", "degraded", "unavailable", "unknown", "unauthenticated"), entry
+        assert entry["circuitBreakerState"] in ("closed", "open", "half-open"), entry
+        if TRANSPORT_OF[entry["name"]] == "stdio":
+            assert entry["url"].startswith("stdio:"), entry
+        else:
+            assert entry["url"].startswith("http://127.0.0.1:"), entry
 
-    def all_connected() -> bool:
-        return all(b["connected"] for b in gateway.status()["discoveredBackends"])
+    def all_ready() -> bool:
+        status = gateway.status()
+        return status["phase"] == "Ready" and all(b["status"] == "ready" for b in status["discoveredBackends"])
 
-    wait_until(all_connected, 30, interval=0.5, what="every backend to show connected: true in /status")
+    wait_until(all_ready, 30, interval=0.5, what="phase Ready with every backend ready in /status")
 
 
 def test_unknown_paths_are_404_not_5xx(shared_stack: Stack) -> None:

@@ -31,7 +31,7 @@ TIMEOUT_MARGIN = 3.0
 def wait_connected(stack: Stack, name: str, connected: bool, timeout: float = 30.0) -> None:
     def matches() -> bool:
         entry = stack.gateway.backend_status(name)
-        return entry is not None and entry.get("connected") is connected
+        return entry is not None and (entry.get("status") == "ready") is connected
 
     wait_until(matches, timeout, interval=0.25, what=f"/status to show {name} connected={connected}")
 
@@ -62,7 +62,7 @@ async def test_killed_backend_fails_alone_and_recovers_on_restart(launcher: Laun
         assert {"pysse_echo", "pyless_echo", "everything_echo"} <= names
         wait_connected(stack, "pyhttp", False)
         for other in ("everything", "pysse", "pyless"):
-            assert stack.gateway.backend_status(other)["connected"] is True
+            assert stack.gateway.backend_status(other)["status"] == "ready"
 
         pyhttp.start()  # same port
         pyhttp.wait_listening()

@@ -13,6 +13,8 @@
 //! - 401/403 with no outgoing auth configured is `Unauthenticated` (alive,
 //!   but it wants credentials); with auth configured it is a failure
 //!   ("authentication rejected").
+//! - A lost connection (process exited, stream closed) is definitive:
+//!   `Unhealthy` at once.
 
 use std::time::Duration;
 
@@ -87,6 +89,9 @@ pub enum Outcome {
     CallSucceeded,
     /// A probe or call failed.
     Failed(FailureKind),
+    /// The connection ended (process exited, stream closed): definitive, so
+    /// the backend is unhealthy at once.
+    Disconnected,
 }
 
 /// Thresholds of the health rules.
@@ -190,6 +195,12 @@ impl HealthTracker {
                 {
                     self.state = HealthState::Unhealthy;
                 }
+            }
+            Outcome::Disconnected => {
+                self.last_failure = Some(FailureKind::Unreachable);
+                self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+                self.consecutive_successes = 0;
+                self.state = HealthState::Unhealthy;
             }
             Outcome::ProbeSucceeded { latency } => {
                 self.succeeded(policy);

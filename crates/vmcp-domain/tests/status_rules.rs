@@ -99,7 +99,10 @@ fn phase_and_condition_table() {
         ),
         (
             "no results yet is pending",
-            snapshot(vec![backend("a", HealthState::Unknown), backend("b", HealthState::Unknown)]),
+            snapshot(vec![
+                backend("a", HealthState::Unknown),
+                backend("b", HealthState::Unknown),
+            ]),
             Phase::Pending,
             Unknown,
             reasons::AWAITING_HEALTH_CHECKS,
@@ -107,7 +110,10 @@ fn phase_and_condition_table() {
         ),
         (
             "down plus unknown is still pending",
-            snapshot(vec![backend("a", Unhealthy), backend("b", HealthState::Unknown)]),
+            snapshot(vec![
+                backend("a", Unhealthy),
+                backend("b", HealthState::Unknown),
+            ]),
             Phase::Pending,
             Unknown,
             reasons::AWAITING_HEALTH_CHECKS,
@@ -115,7 +121,10 @@ fn phase_and_condition_table() {
         ),
         (
             "healthy plus unknown serves",
-            snapshot(vec![backend("a", Healthy), backend("b", HealthState::Unknown)]),
+            snapshot(vec![
+                backend("a", Healthy),
+                backend("b", HealthState::Unknown),
+            ]),
             Phase::Degraded,
             True,
             reasons::SOME_BACKENDS_UNHEALTHY,

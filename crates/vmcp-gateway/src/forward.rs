@@ -9,6 +9,8 @@ use rmcp::model::{ClientRequest, ErrorCode, ErrorData, ServerResult};
 use rmcp::service::{PeerRequestOptions, RequestContext, RoleServer, ServiceError};
 use serde_json::json;
 
+use vmcp_domain::health::FailureKind;
+
 use crate::backend::{Backend, ConnectionState};
 use crate::progress::ProgressRoutes;
 
@@ -40,6 +42,14 @@ pub enum ForwardError {
         /// Backend name.
         backend: String,
     },
+    /// The backend's circuit breaker is open: failing fast.
+    #[error("backend {backend} is unavailable: circuit breaker open, next attempt in {}", humanize(*retry_in))]
+    CircuitOpen {
+        /// Backend name.
+        backend: String,
+        /// Time until a trial call is allowed.
+        retry_in: Duration,
+    },
     /// The client cancelled the request.
     #[error("request cancelled by the client")]
     Cancelled,
@@ -55,7 +65,9 @@ pub enum ForwardError {
 }
 
 fn humanize(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
+    if d >= Duration::from_secs(1) && d.subsec_millis() != 0 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())
@@ -76,6 +88,9 @@ impl From<ForwardError> for ErrorData {
             }
             ForwardError::Unexpected { backend } => {
                 (ErrorCode::INTERNAL_ERROR, backend, "unexpected_response")
+            }
+            ForwardError::CircuitOpen { backend, .. } => {
+                (ErrorCode::INTERNAL_ERROR, backend, "circuit_open")
             }
             ForwardError::Cancelled => {
                 return ErrorData::new(ErrorCode::INTERNAL_ERROR, message, None);
@@ -98,8 +113,49 @@ impl ForwardError {
     }
 }
 
-/// Sends `request` to `backend` on behalf of the downstream request `context`.
+/// Sends `request` to `backend` on behalf of the downstream request
+/// `context`, through the backend's circuit breaker, and records the
+/// outcome in the backend's health.
 pub async fn forward(
+    backend: &Backend,
+    request: ClientRequest,
+    context: &RequestContext<RoleServer>,
+    progress: &Arc<ProgressRoutes>,
+) -> Result<ServerResult, ForwardError> {
+    if backend.peer().is_some()
+        && let Err(retry_in) = backend.admit()
+    {
+        return Err(ForwardError::CircuitOpen {
+            backend: backend.name().to_string(),
+            retry_in,
+        });
+    }
+    let result = send(backend, request, context, progress).await;
+    match &result {
+        Ok(_) | Err(ForwardError::Backend(_)) => {
+            backend.observe(|health| health.call_succeeded());
+        }
+        Err(ForwardError::Timeout { .. }) => {
+            backend.observe(|health| health.call_failed(FailureKind::Timeout));
+        }
+        Err(ForwardError::ConnectionLost { .. }) => {
+            backend.observe(|health| health.call_failed(FailureKind::Unreachable));
+        }
+        Err(ForwardError::Unexpected { .. }) => {
+            backend.observe(|health| health.call_failed(FailureKind::Protocol));
+        }
+        Err(ForwardError::Cancelled) => {
+            backend.observe(|health| {
+                health.call_abandoned();
+                Default::default()
+            });
+        }
+        Err(ForwardError::Unavailable { .. } | ForwardError::CircuitOpen { .. }) => {}
+    }
+    result
+}
+
+async fn send(
     backend: &Backend,
     request: ClientRequest,
     context: &RequestContext<RoleServer>,

@@ -1,20 +1,22 @@
 //! The gateway: backends, their supervisors, the catalogue and the sessions,
 //! with one lifecycle.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vmcp_config::Config;
 
-use crate::backend::supervisor::{CapabilityUpdate, Liveness, Supervisor};
-use crate::backend::{Backend, BackendCapabilities, BackendSpec, ConnectionState};
+use vmcp_domain::status::{HealthSnapshot, Status, Timestamp, build_status};
+
+use crate::backend::health::Policies;
+use crate::backend::supervisor::{Liveness, Supervisor};
+use crate::backend::{Backend, BackendCapabilities, BackendSpec, GatewayEvent};
 use crate::catalogue::{self, Catalogue};
 use crate::progress::ProgressRoutes;
 use crate::sessions::Sessions;
@@ -24,6 +26,20 @@ use crate::sessions::Sessions;
 pub struct GatewayOptions {
     /// The loaded configuration.
     pub config: Config,
+    /// Generation of that configuration (Kubernetes: the object's
+    /// `metadata.generation` the config was rendered from), reported as
+    /// `observedGeneration`.
+    pub generation: Option<i64>,
+}
+
+impl GatewayOptions {
+    /// Options for a config with no generation (CLI mode).
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            generation: None,
+        }
+    }
 }
 
 /// The running gateway.
@@ -37,6 +53,8 @@ pub struct Gateway {
     /// Progress routes of forwarded requests.
     pub progress: Arc<ProgressRoutes>,
     ready: watch::Sender<bool>,
+    generation: Option<i64>,
+    status: watch::Sender<Arc<Status>>,
     draining: std::sync::atomic::AtomicBool,
     in_flight: AtomicUsize,
     idle: Notify,
@@ -48,11 +66,25 @@ impl Gateway {
     /// Starts supervising every configured backend. Must run inside a Tokio runtime.
     pub fn start(options: GatewayOptions) -> Arc<Self> {
         let config = Arc::new(options.config);
+        let (updates_tx, updates_rx) = mpsc::unbounded_channel();
         let backends: Vec<Arc<Backend>> = config
             .backends
             .iter()
-            .map(|b| Backend::new(BackendSpec::from_config(b, &config)))
+            .map(|b| {
+                let spec = BackendSpec::from_config(b, &config);
+                let policies = Policies::from_config(
+                    &config.operational.failure_handling,
+                    spec.auth.is_some(),
+                );
+                Backend::new(spec, policies, updates_tx.clone())
+            })
             .collect();
+        let pending = build_status(
+            &HealthSnapshot::default(),
+            options.generation,
+            None,
+            Timestamp::now(),
+        );
         let gateway = Arc::new(Self {
             by_name: backends
                 .iter()
@@ -63,6 +95,8 @@ impl Gateway {
             sessions: Sessions::default(),
             progress: Arc::new(ProgressRoutes::default()),
             ready: watch::Sender::new(false),
+            generation: options.generation,
+            status: watch::Sender::new(Arc::new(pending)),
             draining: std::sync::atomic::AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -73,7 +107,7 @@ impl Gateway {
         if gateway.backends.is_empty() {
             gateway.ready.send_replace(true);
         }
-        let (updates_tx, updates_rx) = mpsc::unbounded_channel();
+        gateway.publish_status();
         // Reused connections matter for latency; the pool is shared by all HTTP backends.
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
@@ -194,46 +228,42 @@ impl Gateway {
         }
     }
 
-    /// A point-in-time view for `/status`.
-    pub fn status(&self) -> GatewayStatus {
-        let catalogue = self.catalogue();
-        let mut tools_per_backend: BTreeMap<&str, usize> = BTreeMap::new();
-        for tool in &catalogue.tools {
-            if let Some(route) = catalogue.route_tool(&tool.name) {
-                *tools_per_backend.entry(&route.backend).or_default() += 1;
+    /// The health of every backend now.
+    pub fn health_snapshot(&self) -> HealthSnapshot {
+        HealthSnapshot {
+            backends: self.backends.iter().map(|b| b.snapshot()).collect(),
+            discovery_complete: self.is_ready(),
+            runtime_error: None,
+        }
+    }
+
+    /// The status as of now (fresh health times), for `/status`.
+    pub fn current_status(&self) -> Status {
+        let previous = self.status.borrow().clone();
+        build_status(
+            &self.health_snapshot(),
+            self.generation,
+            Some(&previous),
+            Timestamp::now(),
+        )
+    }
+
+    /// The last published status; it changes only when its content does.
+    pub fn subscribe_status(&self) -> watch::Receiver<Arc<Status>> {
+        self.status.subscribe()
+    }
+
+    /// Rebuilds the status and publishes it if its content changed.
+    fn publish_status(&self) {
+        let next = self.current_status();
+        self.status.send_if_modified(|current| {
+            if current.same_content_as(&next) {
+                false
+            } else {
+                *current = Arc::new(next);
+                true
             }
-        }
-        let discovered_backends = self
-            .backends
-            .iter()
-            .map(|backend| {
-                let state = backend.state();
-                BackendView {
-                    name: backend.name().to_string(),
-                    transport: backend.spec.transport.as_str(),
-                    url: backend.spec.display_endpoint(),
-                    auth_type: backend.spec.auth_type(),
-                    connected: state.is_connected(),
-                    message: match state {
-                        ConnectionState::Starting => Some("connecting".to_string()),
-                        ConnectionState::Connected => None,
-                        ConnectionState::Disconnected { reason } => Some(reason),
-                    },
-                    tool_count: tools_per_backend.get(backend.name()).copied().unwrap_or(0),
-                }
-            })
-            .collect();
-        GatewayStatus {
-            name: self.config.name.clone(),
-            ready: self.is_ready(),
-            backend_count: self.backends.len(),
-            sessions: self.sessions.len(),
-            tool_count: catalogue.tools.len(),
-            prompt_count: catalogue.prompts.len(),
-            resource_count: catalogue.resources.len(),
-            discovered_backends,
-            conflicts: catalogue.conflicts.clone(),
-        }
+        });
     }
 
     fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
@@ -257,56 +287,11 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// What `/status` returns (the full status model comes with the status reporters).
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GatewayStatus {
-    /// The virtual server's name.
-    pub name: String,
-    /// Whether the first discovery finished.
-    pub ready: bool,
-    /// Number of configured backends.
-    pub backend_count: usize,
-    /// Connected client sessions.
-    pub sessions: usize,
-    /// Exposed tools.
-    pub tool_count: usize,
-    /// Exposed prompts.
-    pub prompt_count: usize,
-    /// Exposed resources.
-    pub resource_count: usize,
-    /// Per-backend view.
-    pub discovered_backends: Vec<BackendView>,
-    /// Names hidden by conflict resolution.
-    pub conflicts: Vec<String>,
-}
-
-/// One backend in `/status`.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BackendView {
-    /// Name.
-    pub name: String,
-    /// Transport.
-    pub transport: &'static str,
-    /// Endpoint without credentials.
-    pub url: String,
-    /// Outgoing auth strategy.
-    pub auth_type: &'static str,
-    /// Whether calls can be routed to it.
-    pub connected: bool,
-    /// Why not, as a sanitized category.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// Tools it contributes to the catalogue.
-    pub tool_count: usize,
-}
-
 /// Applies capability updates to the catalogue, one rebuild per burst, and
 /// tells sessions what changed.
 async fn aggregate(
     gateway: std::sync::Weak<Gateway>,
-    mut updates: mpsc::UnboundedReceiver<CapabilityUpdate>,
+    mut updates: mpsc::UnboundedReceiver<GatewayEvent>,
 ) {
     let mut snapshots: HashMap<Arc<str>, Arc<BackendCapabilities>> = HashMap::new();
     let mut reported: HashSet<Arc<str>> = HashSet::new();
@@ -318,16 +303,21 @@ async fn aggregate(
         let Some(gateway) = gateway.upgrade() else {
             return;
         };
-        for update in burst {
+        for event in burst {
+            let GatewayEvent::Capabilities(update) = event else {
+                continue;
+            };
             reported.insert(update.backend.clone());
             match update.capabilities {
                 Some(capabilities) => snapshots.insert(update.backend, capabilities),
                 None => snapshots.remove(&update.backend),
             };
         }
+        // Only routable backends (healthy enough, circuit not open) are offered.
         let ordered: Vec<_> = gateway
             .backends
             .iter()
+            .filter(|b| b.is_routable())
             .filter_map(|b| {
                 let key: &str = b.name();
                 snapshots
@@ -352,5 +342,6 @@ async fn aggregate(
             );
             gateway.ready.send_replace(true);
         }
+        gateway.publish_status();
     }
 }

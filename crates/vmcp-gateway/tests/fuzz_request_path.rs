@@ -129,7 +129,7 @@ async fn http_request_path_answers_mutated_bodies_without_5xx() {
         "fuzz.yaml",
     )
     .expect("valid config");
-    let gateway = Gateway::start(GatewayOptions { config });
+    let gateway = Gateway::start(GatewayOptions::new(config));
     let cancel = CancellationToken::new();
     let app = router(
         gateway.clone(),

@@ -75,7 +75,7 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
         .with_context(|| format!("cannot listen on {address}"))?;
     let local = listener.local_addr().context("listener has no address")?;
 
-    let gateway = Gateway::start(GatewayOptions { config });
+    let gateway = Gateway::start(GatewayOptions::new(config));
     let sessions_cancel = CancellationToken::new();
     let app = router(
         gateway.clone(),

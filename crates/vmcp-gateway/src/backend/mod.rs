@@ -8,6 +8,7 @@
 //! backoff.
 
 pub mod connect;
+pub mod health;
 pub mod spec;
 pub mod supervisor;
 pub mod upstream_handler;
@@ -18,7 +19,10 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use rmcp::model::{Prompt, Resource, ResourceTemplate, ServerCapabilities, Tool};
 use rmcp::service::{Peer, RoleClient};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
+use vmcp_domain::status::BackendSnapshot;
+
+use self::health::{Change, HealthCell, Policies};
 
 pub use spec::{BackendSpec, Endpoint};
 
@@ -58,24 +62,119 @@ impl ConnectionState {
     }
 }
 
+/// Something the aggregator must act on.
+#[derive(Debug)]
+pub enum GatewayEvent {
+    /// A backend's capabilities changed (or it went away).
+    Capabilities(supervisor::CapabilityUpdate),
+    /// A backend's health or circuit changed.
+    HealthChanged(Arc<str>),
+}
+
 /// A backend as the rest of the gateway sees it.
 pub struct Backend {
     /// What it is and how to reach it.
     pub spec: BackendSpec,
+    name: Arc<str>,
     peer: ArcSwapOption<Peer<RoleClient>>,
     state: watch::Sender<ConnectionState>,
     reconnect: Notify,
+    health: std::sync::Mutex<HealthCell>,
+    events: mpsc::UnboundedSender<GatewayEvent>,
 }
 
 impl Backend {
-    /// A backend that is not connected yet.
-    pub fn new(spec: BackendSpec) -> Arc<Self> {
+    /// A backend that is not connected yet; health changes go to `events`.
+    pub fn new(
+        spec: BackendSpec,
+        policies: Policies,
+        events: mpsc::UnboundedSender<GatewayEvent>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            name: spec.name.as_str().into(),
             spec,
             peer: ArcSwapOption::empty(),
             state: watch::Sender::new(ConnectionState::Starting),
             reconnect: Notify::new(),
+            health: std::sync::Mutex::new(HealthCell::new(policies)),
+            events,
         })
+    }
+
+    /// Applies an observation to the health record; logs and announces changes.
+    pub fn observe(&self, observe: impl FnOnce(&mut HealthCell) -> Change) -> Change {
+        let (change, message) = {
+            let mut cell = self.lock_health();
+            let change = observe(&mut cell);
+            (change, cell.message())
+        };
+        if change.any() {
+            tracing::info!(
+                backend = %self.name,
+                health = change.health.map(|h| h.as_str()),
+                circuit = change.circuit.map(|c| c.as_str()),
+                reason = message,
+                "backend health changed"
+            );
+            let _ = self
+                .events
+                .send(GatewayEvent::HealthChanged(self.name.clone()));
+        }
+        change
+    }
+
+    /// May a call go out now? `Err(retry_in)`: the circuit is open, fail fast.
+    pub fn admit(&self) -> Result<(), Duration> {
+        let (admitted, changed) = {
+            let mut cell = self.lock_health();
+            let before = cell.circuit();
+            let admitted = cell.admit();
+            (admitted, cell.circuit() != before)
+        };
+        if changed {
+            let _ = self
+                .events
+                .send(GatewayEvent::HealthChanged(self.name.clone()));
+        }
+        admitted
+    }
+
+    /// Whether the catalogue should offer this backend's capabilities.
+    pub fn is_routable(&self) -> bool {
+        self.state.borrow().is_connected() && self.lock_health().is_routable()
+    }
+
+    /// The backend's health for status building.
+    pub fn snapshot(&self) -> BackendSnapshot {
+        let cell = self.lock_health();
+        BackendSnapshot {
+            name: self.spec.name.clone(),
+            url: self.spec.display_endpoint(),
+            auth_type: Some(self.spec.auth_type().to_string()),
+            auth_config_ref: None,
+            health: cell.health(),
+            last_health_check: cell.last_check(),
+            message: cell
+                .message()
+                .map(str::to_string)
+                .or_else(|| match &*self.state.borrow() {
+                    ConnectionState::Disconnected { reason } if !cell.health().is_routable() => {
+                        Some(reason.clone())
+                    }
+                    _ => None,
+                }),
+            circuit: cell.circuit(),
+            circuit_last_changed: cell.circuit_changed(),
+            consecutive_failures: cell.consecutive_failures(),
+        }
+    }
+
+    fn lock_health(&self) -> std::sync::MutexGuard<'_, HealthCell> {
+        // Observations are single method calls on plain data; a panic inside
+        // one cannot leave the record half-updated in a way later reads mind.
+        self.health
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The backend's name.

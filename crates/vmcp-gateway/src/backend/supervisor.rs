@@ -9,9 +9,11 @@ use rmcp::service::{Peer, RoleClient};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use vmcp_domain::health::FailureKind;
+
 use super::connect::{self, ConnectError};
 use super::upstream_handler::{ListKind, UpstreamHandler};
-use super::{Backend, BackendCapabilities};
+use super::{Backend, BackendCapabilities, GatewayEvent};
 use crate::progress::ProgressRoutes;
 
 /// A backend's capabilities changed: `None` means it is gone.
@@ -43,7 +45,7 @@ pub struct Supervisor {
     /// Where progress notifications go.
     pub progress: Arc<ProgressRoutes>,
     /// Where capability changes go.
-    pub updates: mpsc::UnboundedSender<CapabilityUpdate>,
+    pub updates: mpsc::UnboundedSender<GatewayEvent>,
     /// Liveness check settings.
     pub liveness: Liveness,
     /// Cancelled at shutdown.
@@ -72,6 +74,7 @@ impl Supervisor {
                         None => return,
                         Some(reason) => {
                             tracing::warn!(backend = %name, reason, "backend connection lost; reconnecting");
+                            self.backend.observe(|health| health.disconnected());
                             self.mark_down(&name, reason);
                             // The connection worked: try again at once before backing off.
                             backoff = BACKOFF_MIN;
@@ -91,15 +94,25 @@ impl Supervisor {
 
     fn connect_failed(&self, name: &Arc<str>, err: &ConnectError) {
         tracing::warn!(backend = %name, error = %err, "cannot connect to backend");
+        let kind = if err.looks_unauthorized() {
+            FailureKind::Unauthorized
+        } else if matches!(err, ConnectError::Timeout(_)) {
+            FailureKind::Timeout
+        } else {
+            FailureKind::Unreachable
+        };
+        self.backend.observe(|health| health.probe(Err(kind)));
         self.mark_down(name, err.category());
     }
 
     fn mark_down(&self, name: &Arc<str>, reason: &str) {
         self.backend.set_disconnected(reason);
-        let _ = self.updates.send(CapabilityUpdate {
-            backend: name.clone(),
-            capabilities: None,
-        });
+        let _ = self
+            .updates
+            .send(GatewayEvent::Capabilities(CapabilityUpdate {
+                backend: name.clone(),
+                capabilities: None,
+            }));
     }
 
     /// Serves one open connection; returns why it ended, or `None` at shutdown.
@@ -126,6 +139,9 @@ impl Supervisor {
                 "backend connected"
             );
             self.backend.set_connected(peer.clone());
+            // The first probe right away: a backend is routable only with a health result.
+            let first = ping(&peer, self.liveness.timeout).await;
+            self.backend.observe(|health| health.probe(first));
             self.publish(name, &capabilities);
             let mut failed_pings = 0u32;
             let mut tick = tokio::time::interval(self.liveness.interval);
@@ -141,18 +157,24 @@ impl Supervisor {
                         }
                     }
                     _ = self.backend.reconnect_requested().notified() => {
-                        if !ping(&peer, self.liveness.timeout).await {
+                        let result = ping(&peer, self.liveness.timeout).await;
+                        let failed = result.is_err();
+                        self.backend.observe(|health| health.probe(result));
+                        if failed {
                             break 'serve Some("connection lost");
                         }
                     }
                     _ = tick.tick() => {
-                        if ping(&peer, self.liveness.timeout).await {
-                            failed_pings = 0;
-                        } else {
+                        let result = ping(&peer, self.liveness.timeout).await;
+                        let failed = result.is_err();
+                        self.backend.observe(|health| health.probe(result));
+                        if failed {
                             failed_pings += 1;
                             if failed_pings >= self.liveness.threshold {
                                 break 'serve Some("health check failed");
                             }
+                        } else {
+                            failed_pings = 0;
                         }
                     }
                 }
@@ -166,10 +188,12 @@ impl Supervisor {
     }
 
     fn publish(&self, name: &Arc<str>, capabilities: &BackendCapabilities) {
-        let _ = self.updates.send(CapabilityUpdate {
-            backend: name.clone(),
-            capabilities: Some(Arc::new(capabilities.clone())),
-        });
+        let _ = self
+            .updates
+            .send(GatewayEvent::Capabilities(CapabilityUpdate {
+                backend: name.clone(),
+                capabilities: Some(Arc::new(capabilities.clone())),
+            }));
     }
 }
 
@@ -227,13 +251,17 @@ async fn relist(
     }
 }
 
-/// An MCP ping within `timeout`.
-async fn ping(peer: &Peer<RoleClient>, timeout: Duration) -> bool {
+/// An MCP ping (always a POST on HTTP transports) within `timeout`: its
+/// latency, or why it failed. An error answer still proves the backend alive.
+async fn ping(peer: &Peer<RoleClient>, timeout: Duration) -> Result<Duration, FailureKind> {
     let request = rmcp::model::ClientRequest::PingRequest(rmcp::model::PingRequest::default());
-    matches!(
-        tokio::time::timeout(timeout, peer.send_request(request)).await,
-        Ok(Ok(_))
-    )
+    let started = tokio::time::Instant::now();
+    match tokio::time::timeout(timeout, peer.send_request(request)).await {
+        Ok(Ok(_)) | Ok(Err(rmcp::service::ServiceError::McpError(_))) => Ok(started.elapsed()),
+        Ok(Err(rmcp::service::ServiceError::UnexpectedResponse)) => Err(FailureKind::Protocol),
+        Ok(Err(_)) => Err(FailureKind::Unreachable),
+        Err(_) => Err(FailureKind::Timeout),
+    }
 }
 
 /// Spreads reconnects of many backends apart (±25%), without a random number generator.

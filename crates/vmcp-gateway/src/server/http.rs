@@ -133,5 +133,5 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
 }
 
 async fn status(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
-    Json(gateway.status())
+    Json(gateway.current_status())
 }
