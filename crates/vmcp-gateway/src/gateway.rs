@@ -48,6 +48,7 @@ pub struct Gateway {
     backends: Vec<Arc<Backend>>,
     by_name: HashMap<String, Arc<Backend>>,
     catalogue: ArcSwap<Catalogue>,
+    known: ArcSwap<Catalogue>,
     /// Connected client sessions.
     pub sessions: Sessions,
     /// Progress routes of forwarded requests.
@@ -92,6 +93,7 @@ impl Gateway {
                 .collect(),
             backends,
             catalogue: ArcSwap::from_pointee(Catalogue::default()),
+            known: ArcSwap::from_pointee(Catalogue::default()),
             sessions: Sessions::default(),
             progress: Arc::new(ProgressRoutes::default()),
             ready: watch::Sender::new(false),
@@ -148,6 +150,12 @@ impl Gateway {
     /// The current catalogue (one atomic load).
     pub fn catalogue(&self) -> Arc<Catalogue> {
         self.catalogue.load_full()
+    }
+
+    /// The catalogue every backend would offer if all were routable: tells
+    /// which backend owns a name that is currently hidden.
+    pub fn known_catalogue(&self) -> Arc<Catalogue> {
+        self.known.load_full()
     }
 
     /// A backend by name.
@@ -308,16 +316,15 @@ async fn aggregate(
                 continue;
             };
             reported.insert(update.backend.clone());
-            match update.capabilities {
-                Some(capabilities) => snapshots.insert(update.backend, capabilities),
-                None => snapshots.remove(&update.backend),
-            };
+            // A backend that went away keeps its last known capabilities, so
+            // a call to one of them gets "backend unavailable", not "unknown tool".
+            if let Some(capabilities) = update.capabilities {
+                snapshots.insert(update.backend, capabilities);
+            }
         }
-        // Only routable backends (healthy enough, circuit not open) are offered.
-        let ordered: Vec<_> = gateway
+        let known: Vec<_> = gateway
             .backends
             .iter()
-            .filter(|b| b.is_routable())
             .filter_map(|b| {
                 let key: &str = b.name();
                 snapshots
@@ -325,7 +332,17 @@ async fn aggregate(
                     .map(|(k, v)| (k.clone(), v.clone()))
             })
             .collect();
-        let next = catalogue::build(&ordered, &gateway.config.aggregation);
+        // Only routable backends (healthy enough, circuit not open) are offered.
+        let routable: Vec<_> = known
+            .iter()
+            .filter(|(name, _)| gateway.backend(name).is_some_and(|b| b.is_routable()))
+            .cloned()
+            .collect();
+        gateway.known.store(Arc::new(catalogue::build(
+            &known,
+            &gateway.config.aggregation,
+        )));
+        let next = catalogue::build(&routable, &gateway.config.aggregation);
         let previous = gateway.catalogue.swap(Arc::new(next));
         for conflict in &gateway.catalogue.load().conflicts {
             if !previous.conflicts.contains(conflict) {

@@ -66,6 +66,22 @@ impl GatewayHandler {
         })
     }
 
+    /// The error for a name that is not routable now: "backend X is
+    /// unavailable" when a hidden backend owns it, else `unknown`.
+    fn not_routable(&self, owner: Option<Arc<str>>, unknown: String) -> ErrorData {
+        match owner.and_then(|name| self.gateway.backend(&name).cloned()) {
+            Some(backend) => ForwardError::Unavailable {
+                backend: backend.name().to_string(),
+                reason: backend
+                    .snapshot()
+                    .message
+                    .unwrap_or_else(|| "not healthy".to_string()),
+            }
+            .into(),
+            None => ErrorData::invalid_params(unknown, None),
+        }
+    }
+
     async fn forward(
         &self,
         backend: &Backend,
@@ -128,7 +144,12 @@ impl ServerHandler for GatewayHandler {
     ) -> Result<CallToolResponse, ErrorData> {
         let catalogue = self.gateway.catalogue();
         let route = catalogue.route_tool(&request.name).ok_or_else(|| {
-            ErrorData::invalid_params(format!("unknown tool: {}", request.name), None)
+            let owner = self
+                .gateway
+                .known_catalogue()
+                .route_tool(&request.name)
+                .map(|r| r.backend.clone());
+            self.not_routable(owner, format!("unknown tool: {}", request.name))
         })?;
         let backend = self.backend(&route.backend)?;
         request.name = Cow::Owned(route.name.clone());
@@ -166,7 +187,12 @@ impl ServerHandler for GatewayHandler {
     ) -> Result<GetPromptResponse, ErrorData> {
         let catalogue = self.gateway.catalogue();
         let route = catalogue.route_prompt(&request.name).ok_or_else(|| {
-            ErrorData::invalid_params(format!("unknown prompt: {}", request.name), None)
+            let owner = self
+                .gateway
+                .known_catalogue()
+                .route_prompt(&request.name)
+                .map(|r| r.backend.clone());
+            self.not_routable(owner, format!("unknown prompt: {}", request.name))
         })?;
         let backend = self.backend(&route.backend)?;
         request.name = route.name.clone();
@@ -221,7 +247,18 @@ impl ServerHandler for GatewayHandler {
     ) -> Result<ReadResourceResponse, ErrorData> {
         let catalogue = self.gateway.catalogue();
         let owner = catalogue.route_resource(&request.uri).ok_or_else(|| {
-            ErrorData::resource_not_found(format!("unknown resource: {}", request.uri), None)
+            match self
+                .gateway
+                .known_catalogue()
+                .route_resource(&request.uri)
+                .cloned()
+            {
+                Some(owner) => self.not_routable(Some(owner), String::new()),
+                None => ErrorData::resource_not_found(
+                    format!("unknown resource: {}", request.uri),
+                    None,
+                ),
+            }
         })?;
         let backend = self.backend(owner)?;
         drop(catalogue);
