@@ -2,6 +2,7 @@
 
 mod logging;
 mod serve;
+mod status_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Show the status of the gateways on this machine (from their state files).
+    Status(status_cmd::StatusArgs),
     /// Print the version.
     Version,
     /// Print the JSON Schema of the configuration file.
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Status(args) => status_cmd::run(args),
         Command::Version => {
             println!("vmcp {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
