@@ -10,6 +10,7 @@ use rmcp::service::{PeerRequestOptions, RequestContext, RoleServer, ServiceError
 use serde_json::json;
 
 use vmcp_domain::health::FailureKind;
+use vmcp_status::CallOutcome;
 
 use crate::backend::{Backend, ConnectionState};
 use crate::progress::ProgressRoutes;
@@ -117,6 +118,41 @@ impl ForwardError {
 /// `context`, through the backend's circuit breaker, and records the
 /// outcome in the backend's health.
 pub async fn forward(
+    backend: &Backend,
+    request: ClientRequest,
+    context: &RequestContext<RoleServer>,
+    progress: &Arc<ProgressRoutes>,
+) -> Result<ServerResult, ForwardError> {
+    let method = method_name(&request);
+    let started = tokio::time::Instant::now();
+    let result = forward_checked(backend, request, context, progress).await;
+    if let Some(metrics) = backend.metrics() {
+        let outcome = match &result {
+            Ok(_) => CallOutcome::Ok,
+            Err(ForwardError::Backend(_)) => CallOutcome::Error,
+            Err(ForwardError::Timeout { .. }) => CallOutcome::Timeout,
+            Err(ForwardError::CircuitOpen { .. } | ForwardError::Unavailable { .. }) => {
+                CallOutcome::Rejected
+            }
+            Err(_) => CallOutcome::Failure,
+        };
+        metrics.record_call(backend.name(), method, outcome, started.elapsed());
+    }
+    result
+}
+
+/// The MCP method of a forwarded request (a fixed set: metric labels stay bounded).
+fn method_name(request: &ClientRequest) -> &'static str {
+    match request {
+        ClientRequest::CallToolRequest(_) => "tools/call",
+        ClientRequest::GetPromptRequest(_) => "prompts/get",
+        ClientRequest::ReadResourceRequest(_) => "resources/read",
+        ClientRequest::CompleteRequest(_) => "completion/complete",
+        _ => "other",
+    }
+}
+
+async fn forward_checked(
     backend: &Backend,
     request: ClientRequest,
     context: &RequestContext<RoleServer>,

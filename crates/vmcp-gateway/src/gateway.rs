@@ -30,6 +30,8 @@ pub struct GatewayOptions {
     /// `metadata.generation` the config was rendered from), reported as
     /// `observedGeneration`.
     pub generation: Option<i64>,
+    /// Prometheus instruments for probes and calls, if metrics are on.
+    pub metrics: Option<vmcp_status::Metrics>,
 }
 
 impl GatewayOptions {
@@ -38,6 +40,7 @@ impl GatewayOptions {
         Self {
             config,
             generation: None,
+            metrics: None,
         }
     }
 }
@@ -77,7 +80,7 @@ impl Gateway {
                     &config.operational.failure_handling,
                     spec.auth.is_some(),
                 );
-                Backend::new(spec, policies, updates_tx.clone())
+                Backend::new(spec, policies, updates_tx.clone(), options.metrics.clone())
             })
             .collect();
         let pending = build_status(
@@ -137,6 +140,7 @@ impl Gateway {
         tasks.push(tokio::spawn(aggregate(
             Arc::downgrade(&gateway),
             updates_rx,
+            gateway.shutdown.clone(),
         )));
         *gateway.lock_tasks() = tasks;
         gateway
@@ -300,10 +304,18 @@ impl Drop for InFlightGuard {
 async fn aggregate(
     gateway: std::sync::Weak<Gateway>,
     mut updates: mpsc::UnboundedReceiver<GatewayEvent>,
+    shutdown: CancellationToken,
 ) {
     let mut snapshots: HashMap<Arc<str>, Arc<BackendCapabilities>> = HashMap::new();
     let mut reported: HashSet<Arc<str>> = HashSet::new();
-    while let Some(first) = updates.recv().await {
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            event = updates.recv() => match event {
+                Some(event) => event,
+                None => return,
+            },
+        };
         let mut burst = vec![first];
         while let Ok(next) = updates.try_recv() {
             burst.push(next);

@@ -137,6 +137,7 @@ async fn http_request_path_answers_mutated_bodies_without_5xx() {
             allowed_hosts: vec![],
             max_request_bytes: 64 * 1024,
             sessions_cancel: cancel.clone(),
+            metrics: None,
         },
     );
     let mut rng = Rng(0x5eed_0002);

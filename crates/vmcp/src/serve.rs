@@ -8,13 +8,22 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+
 use vmcp_gateway::server::{HttpOptions, router};
 use vmcp_gateway::{Gateway, GatewayOptions};
+use vmcp_status::{
+    FileReporter, LogReporter, Metrics, MetricsReporter, ProcessEnv, Reporter, ReporterKind,
+    ReporterSet, ReportingOptions, StatusSender,
+};
 
 /// Time between the last in-flight call finishing and the sessions closing,
 /// so its answer is written to the client before the stream ends.
 const RESPONSE_FLUSH_GRACE: Duration = Duration::from_millis(500);
+
+/// How often a fresh status is offered to the reporters between changes.
+const STATUS_REFRESH: Duration = Duration::from_secs(5);
 
 /// Arguments of `vmcp serve`.
 #[derive(Args, Debug)]
@@ -34,6 +43,18 @@ pub struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Where the file reporter writes `<name>.json` (read by `vmcp status`).
+    /// Default: $VMCP_STATE_DIR, $XDG_STATE_HOME/vmcp or ~/.local/state/vmcp.
+    #[arg(long, env = "VMCP_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Status reporters: kubernetes, file, log, none (repeatable or
+    /// comma-separated). Default: kubernetes when VMCP_NAME and
+    /// VMCP_NAMESPACE are set, else file and log. Metrics are always on.
+    #[arg(long = "reporter", value_delimiter = ',')]
+    reporters: Vec<vmcp_status::ReporterKind>,
+    /// Generation of the configuration (set by the operator), reported as observedGeneration.
+    #[arg(long, env = "VMCP_CONFIG_GENERATION")]
+    generation: Option<i64>,
 }
 
 /// Runs the gateway until SIGTERM or Ctrl-C.
@@ -75,12 +96,18 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
         .with_context(|| format!("cannot listen on {address}"))?;
     let local = listener.local_addr().context("listener has no address")?;
 
-    let gateway = Gateway::start(GatewayOptions::new(config));
+    let metrics = Metrics::new();
+    let reporting = start_reporting(&args, &config, &metrics)?;
+    let gateway = Gateway::start(GatewayOptions {
+        config,
+        generation: args.generation,
+        metrics: Some(metrics.clone()),
+    });
+    let forwarding = tokio::spawn(forward_status(gateway.clone(), reporting.sender()));
     let sessions_cancel = CancellationToken::new();
-    let app = router(
-        gateway.clone(),
-        HttpOptions::from_gateway(&gateway, sessions_cancel.clone()),
-    );
+    let mut http_options = HttpOptions::from_gateway(&gateway, sessions_cancel.clone());
+    http_options.metrics = Some(metrics);
+    let app = router(gateway.clone(), http_options);
     tracing::info!(address = %local, backends = gateway.backends().len(), "vmcp listening on http://{local}/mcp");
 
     // Shutdown order: on a signal, readiness turns 503 (load balancers stop
@@ -120,8 +147,74 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
         .context("HTTP server failed")?;
     let _ = drain.await;
     gateway.shutdown().await;
+    forwarding.abort();
+    reporting.shutdown(Some(gateway.current_status())).await;
     tracing::info!("vmcp stopped");
     Ok(())
+}
+
+/// Builds the reporters the environment or `--reporter` asks for.
+fn start_reporting(
+    args: &ServeArgs,
+    config: &vmcp_config::Config,
+    metrics: &Metrics,
+) -> anyhow::Result<ReporterSet> {
+    let heartbeat = config
+        .operational
+        .failure_handling
+        .status_reporting_interval
+        .get();
+    let selection = vmcp_status::select(&ProcessEnv, &args.reporters);
+    let mut reporters: Vec<Arc<dyn Reporter>> =
+        vec![Arc::new(MetricsReporter::new(metrics.clone()))];
+    for kind in &selection.kinds {
+        match kind {
+            ReporterKind::File => {
+                let dir = args
+                    .state_dir
+                    .clone()
+                    .or_else(|| vmcp_status::default_state_dir(&ProcessEnv))
+                    .context("no state directory: pass --state-dir or set VMCP_STATE_DIR")?;
+                let file = FileReporter::new(dir, &config.name, heartbeat)
+                    .context("cannot prepare the status file")?;
+                tracing::info!(path = %file.path().display(), "status file");
+                reporters.push(Arc::new(file));
+            }
+            ReporterKind::Log => reporters.push(Arc::new(LogReporter::new())),
+            ReporterKind::Kubernetes => {
+                // The Kubernetes reporter is not built into this binary yet;
+                // keep serving and say so rather than crash-looping the pod.
+                tracing::warn!(
+                    "Kubernetes status reporting is not available in this build; reporting to the log instead"
+                );
+                reporters.push(Arc::new(LogReporter::new()));
+            }
+            ReporterKind::None => {}
+        }
+    }
+    Ok(ReporterSet::start(
+        reporters,
+        ReportingOptions::new(heartbeat).with_metrics(metrics.clone()),
+    ))
+}
+
+/// Sends every status change to the reporters, and a fresh status (current
+/// health-check times) now and then so heartbeats carry current data;
+/// unchanged content costs no write.
+async fn forward_status(gateway: Arc<Gateway>, sender: StatusSender) {
+    let mut changes = gateway.subscribe_status();
+    let mut refresh = tokio::time::interval(STATUS_REFRESH);
+    loop {
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = refresh.tick() => {}
+        }
+        sender.report(gateway.current_status());
+    }
 }
 
 fn bracket_ipv6(host: &str) -> String {

@@ -81,6 +81,7 @@ pub struct Backend {
     reconnect: Notify,
     health: std::sync::Mutex<HealthCell>,
     events: mpsc::UnboundedSender<GatewayEvent>,
+    metrics: Option<vmcp_status::Metrics>,
 }
 
 impl Backend {
@@ -89,6 +90,7 @@ impl Backend {
         spec: BackendSpec,
         policies: Policies,
         events: mpsc::UnboundedSender<GatewayEvent>,
+        metrics: Option<vmcp_status::Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             name: spec.name.as_str().into(),
@@ -98,6 +100,7 @@ impl Backend {
             reconnect: Notify::new(),
             health: std::sync::Mutex::new(HealthCell::new(policies)),
             events,
+            metrics,
         })
     }
 
@@ -121,6 +124,11 @@ impl Backend {
                 .send(GatewayEvent::HealthChanged(self.name.clone()));
         }
         change
+    }
+
+    /// Prometheus instruments, if metrics are on.
+    pub fn metrics(&self) -> Option<&vmcp_status::Metrics> {
+        self.metrics.as_ref()
     }
 
     /// May a call go out now? `Err(retry_in)`: the circuit is open, fail fast.

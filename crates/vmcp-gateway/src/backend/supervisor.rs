@@ -140,7 +140,7 @@ impl Supervisor {
             );
             self.backend.set_connected(peer.clone());
             // The first probe right away: a backend is routable only with a health result.
-            let first = ping(&peer, self.liveness.timeout).await;
+            let first = self.probe(&peer).await;
             self.backend.observe(|health| health.probe(first));
             self.publish(name, &capabilities);
             let mut failed_pings = 0u32;
@@ -157,7 +157,7 @@ impl Supervisor {
                         }
                     }
                     _ = self.backend.reconnect_requested().notified() => {
-                        let result = ping(&peer, self.liveness.timeout).await;
+                        let result = self.probe(&peer).await;
                         let failed = result.is_err();
                         self.backend.observe(|health| health.probe(result));
                         if failed {
@@ -165,7 +165,7 @@ impl Supervisor {
                         }
                     }
                     _ = tick.tick() => {
-                        let result = ping(&peer, self.liveness.timeout).await;
+                        let result = self.probe(&peer).await;
                         let failed = result.is_err();
                         self.backend.observe(|health| health.probe(result));
                         if failed {
@@ -185,6 +185,16 @@ impl Supervisor {
             let _ = tokio::time::timeout(Duration::from_secs(5), &mut ended).await;
         }
         reason
+    }
+
+    /// One active probe, timed into the metrics.
+    async fn probe(&self, peer: &Peer<RoleClient>) -> Result<Duration, FailureKind> {
+        let started = tokio::time::Instant::now();
+        let result = ping(peer, self.liveness.timeout).await;
+        if let Some(metrics) = self.backend.metrics() {
+            metrics.record_probe(self.backend.name(), started.elapsed(), result.is_ok());
+        }
+        result
     }
 
     fn publish(&self, name: &Arc<str>, capabilities: &BackendCapabilities) {

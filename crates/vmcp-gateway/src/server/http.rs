@@ -31,6 +31,8 @@ pub struct HttpOptions {
     pub max_request_bytes: usize,
     /// Cancelled to close every MCP session (at the end of a graceful shutdown).
     pub sessions_cancel: CancellationToken,
+    /// Served at `/metrics` when set.
+    pub metrics: Option<vmcp_status::Metrics>,
 }
 
 impl HttpOptions {
@@ -41,6 +43,7 @@ impl HttpOptions {
             allowed_hosts: server.allowed_hosts.clone(),
             max_request_bytes: usize::try_from(server.max_request_bytes).unwrap_or(usize::MAX),
             sessions_cancel,
+            metrics: None,
         }
     }
 }
@@ -73,12 +76,27 @@ pub fn router(gateway: Arc<Gateway>, options: HttpOptions) -> Router {
         .layer(middleware::from_fn(move |request, next| {
             screen_body(limit, request, next)
         }));
-    Router::new()
+    let mut app = Router::new()
         .nest_service("/mcp", mcp)
         .route("/health", get(health))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
-        .with_state(gateway)
+        .with_state(gateway);
+    if let Some(metrics) = options.metrics {
+        app = app.route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, vmcp_status::metrics::CONTENT_TYPE)],
+                        metrics.render(),
+                    )
+                }
+            }),
+        );
+    }
+    app
 }
 
 /// Rejects oversized, non-JSON and non-JSON-RPC POST bodies with proper
