@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use clap::Args;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -141,6 +142,14 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
             sessions_cancel.cancel();
         })
     };
+    // Responses are written as several small frames (SSE headers, then the
+    // event once the backend answered); without TCP_NODELAY, Nagle plus the
+    // client's delayed ACK adds ~40 ms to every call.
+    let listener = listener.tap_io(|stream| {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {err}");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { closed.cancelled().await })
         .await

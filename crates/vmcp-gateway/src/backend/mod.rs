@@ -162,15 +162,13 @@ impl Backend {
             auth_config_ref: None,
             health: cell.health(),
             last_health_check: cell.last_check(),
-            message: cell
-                .message()
-                .map(str::to_string)
-                .or_else(|| match &*self.state.borrow() {
-                    ConnectionState::Disconnected { reason } if !cell.health().is_routable() => {
-                        Some(reason.clone())
-                    }
-                    _ => None,
-                }),
+            // While disconnected, the connect error's category is the more
+            // precise one ("outgoing auth misconfigured", "backend process
+            // failed to start"); otherwise the health record's.
+            message: match &*self.state.borrow() {
+                ConnectionState::Disconnected { reason } => Some(reason.clone()),
+                _ => cell.message().map(str::to_string),
+            },
             circuit: cell.circuit(),
             circuit_last_changed: cell.circuit_changed(),
             consecutive_failures: cell.consecutive_failures(),
