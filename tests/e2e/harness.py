@@ -6,6 +6,8 @@ tail of every log when a test fails.
 
 Knobs (environment):
   VMCP_BIN                     gateway binary (default target/release/vmcp)
+  VMCP_EXAMPLE_SERVER_BIN      vmcp-example-server binary for the health tests
+                               (default: next to the gateway binary)
   VMCP_E2E_MAX_REQUEST_BYTES   written to the config as server.maxRequestBytes;
                                unset leaves the gateway's default, and the
                                oversized-body test then sends 5 MiB
@@ -17,9 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import inspect
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -349,6 +353,35 @@ class EverythingHttp(Proc):
         wait_until(ready, timeout, what=f"server-everything to listen on {self.port}")
 
 
+class ExampleHttp(Proc):
+    """The project's own `vmcp-example-server` over streamable HTTP, with its
+    latency control tools (`set_latency`, `set_call_latency`) on."""
+
+    def __init__(self, binary: Path, name: str, log_dir: Path, port: int | None = None) -> None:
+        self.name = name
+        self.port = port or free_port()
+        super().__init__(
+            name,
+            [str(binary), "--name", name, "--latency-tools", "http", "--host", LOOPBACK, "--port", str(self.port)],
+            log_dir,
+            env={"RUST_LOG": "info"},
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}/mcp"
+
+    def wait_listening(self, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            self.check_alive()
+            return port_open(self.port)
+
+        wait_until(ready, timeout, what=f"{self.name} (vmcp-example-server) to listen on {self.port}")
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "transport": "streamable-http", "url": self.url}
+
+
 def everything_stdio_config(name: str = "everything") -> dict[str, Any]:
     return {"name": name, "transport": "stdio", "command": "node", "args": [str(EVERYTHING_JS), "stdio"]}
 
@@ -363,14 +396,24 @@ def py_stdio_config(name: str, startup_delay: float = 0.0) -> dict[str, Any]:
 class Gateway(Proc):
     """`vmcp serve` on a fresh loopback port with a generated config file."""
 
-    def __init__(self, binary: Path, config: dict[str, Any], log_dir: Path) -> None:
+    def __init__(self, binary: Path, config: dict[str, Any], log_dir: Path, args: list[str] | None = None) -> None:
         self.port = free_port()
         self.config = config
         self.config_path = log_dir / "vmcp.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         super().__init__(
             "vmcp",
-            [str(binary), "serve", "--config", str(self.config_path), "--host", LOOPBACK, "--port", str(self.port)],
+            [
+                str(binary),
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(self.port),
+                *(args or []),
+            ],
             log_dir,
         )
 
@@ -478,6 +521,12 @@ def default_vmcp_bin() -> Path:
     return Path(os.environ.get("VMCP_BIN") or REPO / "target" / "release" / "vmcp")
 
 
+def default_example_server_bin() -> Path:
+    """$VMCP_EXAMPLE_SERVER_BIN, else `vmcp-example-server` next to the gateway binary."""
+    explicit = os.environ.get("VMCP_EXAMPLE_SERVER_BIN")
+    return Path(explicit) if explicit else default_vmcp_bin().parent / "vmcp-example-server"
+
+
 class Launcher:
     """Starts processes for one test (or one module), stops them all at the end."""
 
@@ -515,6 +564,20 @@ class Launcher:
                 backend.wait_listening()
         return backend
 
+    def example_http(self, name: str = "ex", *, port: int | None = None, wait: bool = True) -> ExampleHttp:
+        """`vmcp-example-server --latency-tools http` on loopback (fails if the binary is missing)."""
+        binary = default_example_server_bin()
+        assert binary.is_file() and os.access(binary, os.X_OK), (
+            f"example server binary not found: {binary} (cargo build --release --bin vmcp-example-server, "
+            "or set VMCP_EXAMPLE_SERVER_BIN)"
+        )
+        server = ExampleHttp(binary, name, self.log_dir, port=port)
+        self._register(server)
+        server.start()
+        if wait:
+            server.wait_listening()
+        return server
+
     def everything_http(self) -> EverythingHttp:
         server = EverythingHttp(self.log_dir)
         self._register(server)
@@ -528,9 +591,10 @@ class Launcher:
         proc.start()
         return proc
 
-    def gateway(self, config: dict[str, Any], *, ready: bool = True) -> Gateway:
+    def gateway(self, config: dict[str, Any], *, ready: bool = True, args: list[str] | None = None) -> Gateway:
+        """`vmcp serve` with `config`; `args` are extra command-line arguments."""
         assert self.vmcp_bin is not None, "this launcher has no gateway binary"
-        gateway = Gateway(self.vmcp_bin, config, self.log_dir)
+        gateway = Gateway(self.vmcp_bin, config, self.log_dir, args=args)
         self._register(gateway)
         gateway.start()
         gateway.wait_healthy()
@@ -783,3 +847,201 @@ def assert_still_serving(stack: Stack) -> None:
         assert resp.status_code == 200, resp.text[:300]
         reply = next(m for m in jsonrpc_messages(resp) if m.get("id") == 2)
         assert "alive" in json.dumps(reply.get("result")), reply
+
+
+# ---------------------------------------------------------------------------
+# health, circuit breaker and /status (tests/e2e/test_health_*.py)
+
+# Fast health settings: a probe every second, two failures in a row make a
+# backend unavailable, probes slower than 200 ms count as slow, three failed
+# calls open a circuit for two seconds.
+HEALTH_INTERVAL = 1.0
+HEALTH_TIMEOUT = 0.5
+UNHEALTHY_THRESHOLD = 2
+DEGRADED_LATENCY = 0.2
+CIRCUIT_FAILURE_THRESHOLD = 3
+CIRCUIT_OPEN_TIMEOUT = 2.0
+FAST_FAILURE_HANDLING: dict[str, Any] = {
+    "healthCheckInterval": "1s",
+    "healthCheckTimeout": "500ms",
+    "unhealthyThreshold": UNHEALTHY_THRESHOLD,
+    "degradedLatencyThreshold": "200ms",
+    "partialFailureMode": "best_effort",
+    "circuitBreaker": {"enabled": True, "failureThreshold": CIRCUIT_FAILURE_THRESHOLD, "timeout": "2s"},
+}
+
+
+def fast_health_config(
+    backends: list[dict[str, Any]],
+    *,
+    per_workload: dict[str, str] | None = None,
+    failure_handling: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The base config with FAST_FAILURE_HANDLING (plus `failure_handling`)
+    and a 2 s default call timeout (`per_workload` overrides it per backend)."""
+    config = base_gateway_config(backends)
+    timeouts: dict[str, Any] = {"default": "2s"}
+    if per_workload:
+        timeouts["perWorkload"] = dict(per_workload)
+    config["operational"]["timeouts"] = timeouts
+    config["operational"]["failureHandling"] = deep_merge(FAST_FAILURE_HANDLING, failure_handling or {})
+    return config
+
+
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
+
+
+def parse_time(text: str) -> float:
+    """An RFC 3339 timestamp (up to nanoseconds, as the gateway writes them) as epoch seconds."""
+    match = _RFC3339.fullmatch(text)
+    assert match, f"not an RFC 3339 timestamp: {text!r}"
+    offset = "+00:00" if match[3] == "Z" else match[3]
+    whole = datetime.datetime.fromisoformat(match[1] + offset).timestamp()
+    return whole + float("0." + (match[2] or "0"))
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    found = [c for c in status.get("conditions") or [] if c.get("type") == type_]
+    assert len(found) == 1, f"expected exactly one {type_} condition: {status.get('conditions')}"
+    return found[0]
+
+
+def backend_entry(status: dict[str, Any], name: str) -> dict[str, Any]:
+    found = [b for b in status.get("discoveredBackends") or [] if b.get("name") == name]
+    assert len(found) == 1, f"expected exactly one discoveredBackends entry {name}: {status.get('discoveredBackends')}"
+    return found[0]
+
+
+def backend_is(name: str, state: str, **extra: Any) -> Callable[[dict[str, Any]], bool]:
+    """Predicate on a status: backend `name` has `status == state` (and the given other fields)."""
+
+    def check(status: dict[str, Any]) -> bool:
+        entry = next((b for b in status.get("discoveredBackends") or [] if b.get("name") == name), None)
+        return (
+            entry is not None
+            and entry.get("status") == state
+            and all(entry.get(key) == value for key, value in extra.items())
+        )
+
+    return check
+
+
+def assert_sanitized(text: str, *needles: str) -> None:
+    """A status or error message carries categories, not internals: no
+    addresses, URLs, paths or the given needles (ports, pids...)."""
+    for bad in (LOOPBACK, "localhost", "://", "/", *needles):
+        assert bad not in text, f"message leaks {bad!r}: {text!r}"
+
+
+async def get_status(gateway: Gateway) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        resp = await http.get(f"{gateway.base}/status")
+    assert resp.status_code == 200, f"/status answered {resp.status_code}: {resp.text[:500]}"
+    return resp.json()
+
+
+async def wait_status(
+    gateway: Gateway, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str
+) -> dict[str, Any]:
+    """Poll /status (without blocking the event loop) until `predicate` holds; return that status."""
+    seen: list[dict[str, Any]] = []
+
+    async def probe() -> dict[str, Any] | None:
+        gateway.check_alive()
+        status = await get_status(gateway)
+        seen[:] = [status]
+        return status if predicate(status) else None
+
+    try:
+        return await await_until(probe, timeout, interval=0.05, what=what)
+    except AssertionError as exc:
+        last = json.dumps(seen[0], indent=1) if seen else "(none)"
+        raise AssertionError(f"{exc}; last /status: {last}") from None
+
+
+@dataclass
+class StatusSample:
+    index: int  # position in StatusWatch.samples
+    at: float  # time.monotonic() when the answer arrived
+    status: dict[str, Any]
+
+
+class StatusWatch:
+    """Polls /status in the background, keeping every answer, so a test can
+    see short-lived states and check that a state never appeared."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.samples: list[StatusSample] = []
+
+    async def _run(self, interval: float) -> None:
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            while True:
+                try:
+                    resp = await http.get(f"{self.gateway.base}/status")
+                    if resp.status_code == 200:
+                        self.samples.append(StatusSample(len(self.samples), time.monotonic(), resp.json()))
+                except httpx.HTTPError:
+                    pass
+                await anyio.sleep(interval)
+
+    def mark(self) -> int:
+        """An index for `wait_for(since=...)` and `since()`: samples from now on."""
+        return len(self.samples)
+
+    def since(self, mark: int) -> list[StatusSample]:
+        return self.samples[mark:]
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str, since: int = 0
+    ) -> StatusSample:
+        """The first sample at or after `since` for which `predicate` holds."""
+        deadline = time.monotonic() + timeout
+        index = since
+        while True:
+            while index < len(self.samples):
+                if predicate(self.samples[index].status):
+                    return self.samples[index]
+                index += 1
+            if time.monotonic() >= deadline:
+                last = json.dumps(self.samples[-1].status, indent=1) if self.samples else "(none)"
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}; last /status: {last}")
+            self.gateway.check_alive()
+            await anyio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def watch_status(gateway: Gateway, interval: float = 0.05) -> AsyncIterator[StatusWatch]:
+    watch = StatusWatch(gateway)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch._run, interval)
+        try:
+            yield watch
+        finally:
+            tg.cancel_scope.cancel()
+
+
+async def next_probe(gateway: Gateway, backend: str, after: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """The first status whose `lastHealthCheck` of `backend` is later than in `after`."""
+    before = parse_time(backend_entry(after, backend)["lastHealthCheck"])
+
+    def probed(status: dict[str, Any]) -> bool:
+        checked = backend_entry(status, backend).get("lastHealthCheck")
+        return checked is not None and parse_time(checked) > before
+
+    return await wait_status(gateway, probed, timeout, f"a new health check of {backend}")
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The value of the Prometheus sample `name` whose labels include `labels` (0 if absent)."""
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        sample_name, _, label_text = head.partition("{")
+        if sample_name != name:
+            continue
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', label_text))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(value)
+    return 0.0

@@ -29,6 +29,8 @@ pub const GREET_NAMES: &[&str] = &[
 pub const MAX_SLOW_MILLIS: u64 = 600_000;
 /// How often `slow` reports progress.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+/// The largest added latency `set_latency` and `set_call_latency` accept.
+pub const MAX_LATENCY_MILLIS: u64 = 600_000;
 
 /// Tool names, in the order `tools/list` returns them.
 pub mod tool_names {
@@ -46,6 +48,12 @@ pub mod tool_names {
     pub const TOGGLE_EXTRA: &str = "toggle_extra";
     /// Only listed while toggled on.
     pub const EXTRA: &str = "extra";
+    /// Latency control (only with `--latency-tools`): delay added to every
+    /// answer, `ping` included.
+    pub const SET_LATENCY: &str = "set_latency";
+    /// Latency control (only with `--latency-tools`): delay added to tool
+    /// calls only, so that health probes stay fast.
+    pub const SET_CALL_LATENCY: &str = "set_call_latency";
 }
 
 /// The URI of the instance's info resource.
@@ -159,6 +167,36 @@ pub fn tool(name: &str, extra_enabled: bool) -> Option<Tool> {
         .find(|tool| tool.name == name)
 }
 
+/// The latency control tools, listed after the others when the server runs
+/// with `--latency-tools`. They answer at once, whatever latency is set.
+pub fn latency_tools() -> Vec<Tool> {
+    let millis = || {
+        json!({
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_LATENCY_MILLIS,
+            "description": "Added delay in milliseconds; 0 turns it off."
+        })
+    };
+    let annotations = || ToolAnnotations::new().read_only(false).destructive(false);
+    vec![
+        Tool::new(
+            tool_names::SET_LATENCY,
+            "Delay every later answer of this server (ping, lists, reads, prompts and tool \
+             calls, for every session) by the given time.",
+            object_schema([("millis", millis())], &["millis"]),
+        )
+        .with_annotations(annotations()),
+        Tool::new(
+            tool_names::SET_CALL_LATENCY,
+            "Delay every later tool call of this server (for every session) by the given \
+             time, on top of the latency set with set_latency; ping stays fast.",
+            object_schema([("millis", millis())], &["millis"]),
+        )
+        .with_annotations(annotations()),
+    ]
+}
+
 /// The info resource of the instance.
 pub fn info_resource(instance: &str) -> Resource {
     Resource::new(info_uri(instance), "info")
@@ -239,6 +277,14 @@ pub struct AddArgs {
 #[serde(deny_unknown_fields)]
 pub struct SlowArgs {
     /// How long to sleep, in milliseconds.
+    pub millis: u64,
+}
+
+/// Arguments of `set_latency` and `set_call_latency`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyArgs {
+    /// Added delay in milliseconds.
     pub millis: u64,
 }
 
@@ -329,7 +375,7 @@ mod tests {
 
     #[test]
     fn schemas_are_closed_objects() {
-        for tool in tools(true) {
+        for tool in tools(true).into_iter().chain(latency_tools()) {
             assert_eq!(tool.input_schema["type"], "object", "{}", tool.name);
             assert_eq!(
                 tool.input_schema["additionalProperties"], false,

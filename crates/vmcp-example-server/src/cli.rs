@@ -13,6 +13,12 @@ pub struct Cli {
     #[arg(long, global = true, default_value = catalogue::DEFAULT_INSTANCE_NAME)]
     pub name: String,
 
+    /// Also offer the tools `set_latency {millis}` (delay every answer,
+    /// `ping` included) and `set_call_latency {millis}` (delay tool calls
+    /// only), for tests of health checks, timeouts and circuit breakers.
+    #[arg(long, global = true)]
+    pub latency_tools: bool,
+
     /// How to serve MCP.
     #[command(subcommand)]
     pub transport: Transport,

@@ -2,9 +2,12 @@
 //! [`catalogue`](crate::catalogue), so that the tool list can change while
 //! the server runs.
 
-use std::sync::{
-    Arc, Mutex, PoisonError,
-    atomic::{AtomicBool, AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use rmcp::{
@@ -23,6 +26,14 @@ use serde_json::{Value, json};
 use tokio::{sync::broadcast, time::Instant};
 
 use crate::catalogue::{self, tool_names};
+
+/// Options of an [`ExampleServer`] beyond its name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// Offer the latency control tools `set_latency` and `set_call_latency`
+    /// (for tests of health checks and timeouts; off by default).
+    pub latency_tools: bool,
+}
 
 /// The example MCP server.
 ///
@@ -47,12 +58,22 @@ struct Shared {
     /// which has no sessions) when the tool list changes.
     tools_changed: broadcast::Sender<()>,
     slow_calls_cancelled: AtomicU64,
+    options: ServerOptions,
+    /// Added to every answer except `initialize` and the latency tools.
+    latency_millis: AtomicU64,
+    /// Added to tool calls only.
+    call_latency_millis: AtomicU64,
 }
 
 impl ExampleServer {
     /// A server whose instance is called `name` (what `whoami` returns and
     /// what the info resource URI contains).
     pub fn new(name: impl Into<String>) -> Self {
+        Self::with_options(name, ServerOptions::default())
+    }
+
+    /// A server called `name` with the given options.
+    pub fn with_options(name: impl Into<String>, options: ServerOptions) -> Self {
         let (tools_changed, _) = broadcast::channel(16);
         Self {
             shared: Arc::new(Shared {
@@ -61,6 +82,9 @@ impl ExampleServer {
                 session_peers: Mutex::new(Vec::new()),
                 tools_changed,
                 slow_calls_cancelled: AtomicU64::new(0),
+                options,
+                latency_millis: AtomicU64::new(0),
+                call_latency_millis: AtomicU64::new(0),
             }),
         }
     }
@@ -79,6 +103,72 @@ impl ExampleServer {
     /// tests check that a cancellation reached the server.
     pub fn slow_calls_cancelled(&self) -> u64 {
         self.shared.slow_calls_cancelled.load(Ordering::SeqCst)
+    }
+
+    /// The delay added to every answer (`ping` included) except `initialize`
+    /// and the latency tools themselves.
+    pub fn latency(&self) -> Duration {
+        Duration::from_millis(self.shared.latency_millis.load(Ordering::SeqCst))
+    }
+
+    /// Sets [`Self::latency`] (what the `set_latency` tool does).
+    pub fn set_latency(&self, latency: Duration) {
+        let millis = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        self.shared.latency_millis.store(millis, Ordering::SeqCst);
+        tracing::info!(millis, "latency set");
+    }
+
+    /// The delay added to tool calls only, on top of [`Self::latency`].
+    pub fn call_latency(&self) -> Duration {
+        Duration::from_millis(self.shared.call_latency_millis.load(Ordering::SeqCst))
+    }
+
+    /// Sets [`Self::call_latency`] (what the `set_call_latency` tool does).
+    pub fn set_call_latency(&self, latency: Duration) {
+        let millis = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        self.shared
+            .call_latency_millis
+            .store(millis, Ordering::SeqCst);
+        tracing::info!(millis, "tool call latency set");
+    }
+
+    /// Waits for the configured latency (plus `extra`) before an answer; a
+    /// cancelled request stops waiting (its answer is dropped anyway).
+    async fn delay(&self, extra: Duration, context: &RequestContext<RoleServer>) {
+        let total = self.latency().saturating_add(extra);
+        if total.is_zero() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(total) => {}
+            () = context.ct.cancelled() => {}
+        }
+    }
+
+    /// Handles `set_latency` and `set_call_latency`.
+    fn latency_tool(
+        &self,
+        name: &str,
+        arguments: Option<rmcp::model::JsonObject>,
+    ) -> CallToolResult {
+        let args = match catalogue::parse_args::<catalogue::LatencyArgs>(name, arguments) {
+            Ok(args) => args,
+            Err(message) => return catalogue::error_result(message),
+        };
+        if args.millis > catalogue::MAX_LATENCY_MILLIS {
+            return catalogue::error_result(format!(
+                "millis must be at most {}",
+                catalogue::MAX_LATENCY_MILLIS
+            ));
+        }
+        let latency = Duration::from_millis(args.millis);
+        if name == tool_names::SET_LATENCY {
+            self.set_latency(latency);
+            catalogue::text_result(format!("latency set to {} ms", args.millis))
+        } else {
+            self.set_call_latency(latency);
+            catalogue::text_result(format!("tool call latency set to {} ms", args.millis))
+        }
     }
 
     /// Flip the `extra` tool and tell every connected peer; returns whether
@@ -189,11 +279,21 @@ impl ServerHandler for ExampleServer {
             )
             .with_instructions(format!(
                 "Example MCP server instance \"{}\": tools echo, add, whoami, slow, fail and \
-                 toggle_extra; resources {} and {}; prompt greet.",
+                 toggle_extra{}; resources {} and {}; prompt greet.",
                 self.name(),
+                if self.shared.options.latency_tools {
+                    ", plus set_latency and set_call_latency"
+                } else {
+                    ""
+                },
                 catalogue::info_uri(self.name()),
                 catalogue::ITEM_URI_TEMPLATE,
             ))
+    }
+
+    async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), McpError> {
+        self.delay(Duration::ZERO, &context).await;
+        Ok(())
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
@@ -204,15 +304,28 @@ impl ServerHandler for ExampleServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(catalogue::tools(
-            self.extra_enabled(),
-        )))
+        self.delay(Duration::ZERO, &context).await;
+        let mut tools = catalogue::tools(self.extra_enabled());
+        if self.shared.options.latency_tools {
+            tools.extend(catalogue::latency_tools());
+        }
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        catalogue::tool(name, self.extra_enabled())
+        catalogue::tool(name, self.extra_enabled()).or_else(|| {
+            self.shared
+                .options
+                .latency_tools
+                .then(|| {
+                    catalogue::latency_tools()
+                        .into_iter()
+                        .find(|tool| tool.name == name)
+                })
+                .flatten()
+        })
     }
 
     async fn call_tool(
@@ -226,6 +339,13 @@ impl ServerHandler for ExampleServer {
 
         let name = request.name.as_ref();
         let arguments = request.arguments;
+        if self.shared.options.latency_tools
+            && matches!(name, tool_names::SET_LATENCY | tool_names::SET_CALL_LATENCY)
+        {
+            // Never delayed: a test must be able to turn a long latency off.
+            return Ok(self.latency_tool(name, arguments).into());
+        }
+        self.delay(self.call_latency(), &context).await;
         let result = match name {
             tool_names::ECHO => {
                 parse_args::<EchoArgs>(name, arguments).map(|args| text_result(args.text))
@@ -262,8 +382,9 @@ impl ServerHandler for ExampleServer {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
+        self.delay(Duration::ZERO, &context).await;
         Ok(ListResourcesResult::with_all_items(vec![
             catalogue::info_resource(self.name()),
         ]))
@@ -272,8 +393,9 @@ impl ServerHandler for ExampleServer {
     async fn list_resource_templates(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
+        self.delay(Duration::ZERO, &context).await;
         Ok(ListResourceTemplatesResult::with_all_items(vec![
             catalogue::item_template(),
         ]))
@@ -282,8 +404,9 @@ impl ServerHandler for ExampleServer {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
+        self.delay(Duration::ZERO, &context).await;
         let uri = request.uri;
         let text = if uri == catalogue::info_uri(self.name()) {
             catalogue::info_text(self.name())
@@ -301,8 +424,9 @@ impl ServerHandler for ExampleServer {
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
+        self.delay(Duration::ZERO, &context).await;
         Ok(ListPromptsResult::with_all_items(vec![
             catalogue::greet_prompt(),
         ]))
@@ -311,8 +435,9 @@ impl ServerHandler for ExampleServer {
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
+        self.delay(Duration::ZERO, &context).await;
         if request.name != catalogue::GREET_PROMPT {
             return Err(McpError::invalid_params(
                 format!("unknown prompt: {}", request.name),
@@ -338,8 +463,9 @@ impl ServerHandler for ExampleServer {
     async fn complete(
         &self,
         request: CompleteRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
+        self.delay(Duration::ZERO, &context).await;
         let values = match &request.r#ref {
             Reference::Prompt(prompt)
                 if prompt.name == catalogue::GREET_PROMPT && request.argument.name == "name" =>

@@ -12,6 +12,13 @@
 //!   `example://items/{id}`;
 //! - prompt `greet {name}`, with completion of `name`.
 //!
+//! With `--latency-tools` it also offers `set_latency {millis}`, which delays
+//! every later answer (`ping`, lists, reads, prompts, completions and tool
+//! calls; not `initialize`) and `set_call_latency {millis}`, which delays
+//! tool calls only. Both apply to every session and answer at once
+//! themselves, so a test can make the server slow or make only its tools
+//! time out while health probes stay fast.
+//!
 //! Besides the binary, the crate exposes the handler ([`ExampleServer`]) so
 //! tests can serve it in-process, e.g. over `tokio::io::duplex`.
 
@@ -25,7 +32,7 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-pub use handler::ExampleServer;
+pub use handler::{ExampleServer, ServerOptions};
 
 /// Run the server the command line asks for, until its transport closes or
 /// the process gets SIGTERM or ctrl-c.
@@ -33,7 +40,12 @@ pub use handler::ExampleServer;
 /// In HTTP mode, prints `listening on http://HOST:PORT/mcp` on stdout once
 /// the socket is bound.
 pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
-    let server = ExampleServer::new(cli.name);
+    let server = ExampleServer::with_options(
+        cli.name,
+        ServerOptions {
+            latency_tools: cli.latency_tools,
+        },
+    );
     let shutdown = CancellationToken::new();
     tokio::spawn({
         let shutdown = shutdown.clone();

@@ -1,6 +1,7 @@
 //! Serving an [`ExampleServer`] on stdio or on streamable HTTP, and shutting
 //! down on SIGTERM or ctrl-c.
 
+use axum::serve::ListenerExt;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
@@ -112,6 +113,10 @@ pub async fn serve_http(
         options.allowed_hosts.push(bound.ip().to_string());
     }
     let app = router(server, &options, shutdown.clone());
+    // Small SSE frames would otherwise wait on Nagle + delayed ACK.
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     let serve = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .into_future();

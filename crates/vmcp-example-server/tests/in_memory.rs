@@ -318,3 +318,108 @@ async fn resources_prompts_and_completion() -> anyhow::Result<()> {
     client.cancel().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn latency_tools_are_off_by_default() -> anyhow::Result<()> {
+    let (client, _rx) = connect(ExampleServer::new("alpha")).await?;
+    let tools = client.list_all_tools().await?;
+    assert!(
+        tools
+            .iter()
+            .all(|tool| !tool.name.starts_with("set_") && !tool.name.contains("latency")),
+        "{tools:?}"
+    );
+    let refused = call(&client, tool_names::SET_LATENCY, json!({"millis": 10})).await;
+    assert!(
+        refused.is_err(),
+        "set_latency without --latency-tools: {refused:?}"
+    );
+    client.cancel().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn latency_tools_delay_answers_and_ping_or_only_tool_calls() -> anyhow::Result<()> {
+    let server = ExampleServer::with_options(
+        "alpha",
+        vmcp_example_server::ServerOptions {
+            latency_tools: true,
+        },
+    );
+    let (client, _rx) = connect(server.clone()).await?;
+    let names: Vec<_> = client
+        .list_all_tools()
+        .await?
+        .into_iter()
+        .map(|tool| tool.name.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "echo",
+            "add",
+            "whoami",
+            "slow",
+            "fail",
+            "toggle_extra",
+            "set_latency",
+            "set_call_latency"
+        ]
+    );
+    let ping = async || -> anyhow::Result<Duration> {
+        let started = tokio::time::Instant::now();
+        client
+            .send_request(ClientRequest::PingRequest(Default::default()))
+            .await?;
+        Ok(started.elapsed())
+    };
+    let echo = async || -> anyhow::Result<Duration> {
+        let started = tokio::time::Instant::now();
+        let echoed = call(&client, "echo", json!({"text": "hi"})).await?;
+        assert_eq!(text(&echoed), "hi");
+        Ok(started.elapsed())
+    };
+    const SHORT: Duration = Duration::from_millis(150);
+    // Far above SHORT: a delay that did not apply shows up clearly.
+    const LONG: Duration = Duration::from_secs(3);
+
+    // Everything, ping included.
+    let set = call(&client, tool_names::SET_LATENCY, json!({"millis": 150})).await?;
+    assert_eq!(text(&set), "latency set to 150 ms");
+    assert_eq!(server.latency(), SHORT);
+    assert!(ping().await? >= SHORT);
+    assert!(echo().await? >= SHORT);
+    let started = tokio::time::Instant::now();
+    client.list_all_tools().await?;
+    assert!(started.elapsed() >= SHORT);
+
+    // The control tools themselves answer at once, even behind a long latency.
+    server.set_latency(LONG);
+    let started = tokio::time::Instant::now();
+    let reset = call(&client, tool_names::SET_LATENCY, json!({"millis": 0})).await?;
+    assert_eq!(text(&reset), "latency set to 0 ms");
+    assert!(started.elapsed() < LONG / 2, "{:?}", started.elapsed());
+    assert_eq!(server.latency(), Duration::ZERO);
+
+    // Tool calls only: ping stays fast.
+    let set = call(
+        &client,
+        tool_names::SET_CALL_LATENCY,
+        json!({"millis": 3000}),
+    )
+    .await?;
+    assert_eq!(text(&set), "tool call latency set to 3000 ms");
+    assert!(ping().await? < LONG / 2);
+    assert!(echo().await? >= LONG);
+    call(&client, tool_names::SET_CALL_LATENCY, json!({"millis": 0})).await?;
+    assert!(echo().await? < LONG / 2);
+
+    let too_long = call(&client, tool_names::SET_LATENCY, json!({"millis": 600_001})).await?;
+    assert_eq!(too_long.is_error, Some(true));
+    assert_eq!(server.latency(), Duration::ZERO);
+    let bad = call(&client, tool_names::SET_CALL_LATENCY, json!({"ms": 1})).await?;
+    assert_eq!(bad.is_error, Some(true));
+
+    client.cancel().await?;
+    Ok(())
+}

@@ -129,7 +129,8 @@ impl HealthCell {
                     .record(Outcome::ProbeSucceeded { latency }, &self.policies.health);
                 // A successful probe is the trial of an open circuit whose wait is over.
                 let circuit = match self.breaker.state() {
-                    CircuitState::Closed => None,
+                    // A good probe ends a closed circuit's run of failures.
+                    CircuitState::Closed => self.breaker.on_success(now),
                     CircuitState::Open | CircuitState::HalfOpen => {
                         match self.breaker.admit(now, &self.policies.circuit) {
                             Admission::Trial | Admission::Allowed => self.breaker.on_success(now),
