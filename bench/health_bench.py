@@ -168,7 +168,7 @@ def writes(minutes: float) -> tuple[int, int]:
 backends:
   - {{name: a, transport: streamable-http, url: '{a_url}'}}
 operational:
-  failureHandling: {{healthCheckInterval: 10s, statusReportingInterval: 30s}}
+  failureHandling: {{healthCheckInterval: 10s, healthCheckTimeout: 5s, statusReportingInterval: 30s}}
 """
         gw, url = start_vmcp(config, state)
         metrics = url.removesuffix("/mcp") + "/metrics"
