@@ -1,199 +1,219 @@
-//! `vmcp-bench`: the gateway's added latency and its throughput, measured
-//! side by side with the backend it fronts, in one run.
+//! `vmcp-bench`: how much latency and throughput vmcp costs on a `tools/call`.
 //!
-//! It starts the release `vmcp-example-server` (HTTP, loopback) and a
-//! release `vmcp` in front of it, opens the sessions before timing, then
-//! alternates rounds of `tools/call echo` (distinct arguments, every answer
-//! checked) direct and through vmcp, at each concurrency, and prints a
-//! markdown report with medians across rounds.
-//!
-//! ```sh
-//! cargo build --release --bin vmcp --bin vmcp-example-server -p vmcp-bench
-//! target/release/vmcp-bench --calls 20000 --rounds 3
-//! ```
+//! One command starts the release `vmcp-example-server` (streamable HTTP on
+//! loopback) and a release `vmcp serve` in front of it, then, for every
+//! session count and in several rounds, drives the example server's `echo`
+//! tool straight at the backend and through the gateway (`ex_echo`),
+//! alternating which goes first. Sessions are initialized and warmed up
+//! before timing; every call has its own argument and its answer is checked.
+//! The report (markdown, on stdout) gives the median over rounds of p50,
+//! p99 and calls/s, the added latency and throughput ratio against the
+//! goals, CPU time per call of each process, and the gateway's memory.
 
-mod processes;
+mod load;
+mod machine;
+mod procs;
+mod report;
 
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context as _, bail};
 use clap::Parser;
-use rmcp::ServiceExt;
-use rmcp::model::CallToolRequestParams;
-use rmcp::service::{RoleClient, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
-use serde_json::json;
 
-#[derive(Parser, Debug)]
-#[command(about = "Latency and throughput of vmcp vs its backend, side by side")]
-struct Args {
-    /// Timed calls per round and concurrency level.
+use crate::load::{Endpoint, RunStats, Target};
+use crate::procs::{CpuSampler, Stack};
+use crate::report::{Measurement, Report};
+
+/// Pause between runs, so one run's stragglers do not land in the next.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// Benchmark `tools/call` of an echo tool, direct to the backend and through vmcp.
+#[derive(Debug, Parser)]
+#[command(name = "vmcp-bench", version)]
+pub struct Args {
+    /// Timed calls per run, split evenly over the run's sessions.
     #[arg(long, default_value_t = 20_000)]
-    calls: usize,
-    /// Rounds per target (medians are reported).
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
-    /// Concurrency levels (sessions).
-    #[arg(long, value_delimiter = ',', default_value = "1,32")]
-    sessions: Vec<usize>,
+    pub calls: usize,
+    /// Untimed warm-up calls per run (at least 20 per session).
+    #[arg(long, default_value_t = 2_000)]
+    pub warmup: usize,
+    /// Rounds; each round measures every (sessions, target) pair once.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Concurrent sessions to measure, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 32])]
+    pub sessions: Vec<usize>,
+    /// Targets to measure, comma separated: `direct`, `vmcp` (both for the
+    /// comparison; one alone is handy when profiling).
+    #[arg(long, value_delimiter = ',', default_values_t = [TargetArg::Direct, TargetArg::Vmcp])]
+    pub targets: Vec<TargetArg>,
+    /// Directory holding the release `vmcp` and `vmcp-example-server`
+    /// binaries (default: the directory of this executable).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
 }
 
-type Client = RunningService<RoleClient, ()>;
-
-/// One timed round's numbers.
-#[derive(Clone, Copy, Debug)]
-struct Round {
-    p50_us: f64,
-    p99_us: f64,
-    calls_per_sec: f64,
+/// A target on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TargetArg {
+    /// Straight to the backend.
+    Direct,
+    /// Through vmcp.
+    Vmcp,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+impl std::fmt::Display for TargetArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Direct => "direct",
+            Self::Vmcp => "vmcp",
+        })
+    }
+}
+
+fn main() -> ExitCode {
     let args = Args::parse();
-    let stack = processes::Stack::start().await?;
-    println!("# vmcp-bench\n");
-    println!("- machine: {}", processes::machine());
-    println!(
-        "- command: `{}`",
-        std::env::args().collect::<Vec<_>>().join(" ")
-    );
-    println!("- backend: vmcp-example-server over Streamable HTTP (loopback), tool `echo`\n");
-    println!("| target | sessions | p50 | p99 | calls/s |");
-    println!("|---|---|---|---|---|");
-    let mut summary = Vec::new();
-    for &sessions in &args.sessions {
-        let direct_clients = open(&stack.backend_url, sessions).await?;
-        let vmcp_clients = open(&stack.gateway_url, sessions).await?;
-        warm_up(&direct_clients, "echo").await?;
-        warm_up(&vmcp_clients, "ex_echo").await?;
-        let (mut direct, mut via) = (Vec::new(), Vec::new());
-        for round in 0..args.rounds {
-            // Alternate which goes first, so drift on a noisy machine hits both.
-            if round % 2 == 0 {
-                direct.push(run_round(&direct_clients, "echo", args.calls).await?);
-                via.push(run_round(&vmcp_clients, "ex_echo", args.calls).await?);
-            } else {
-                via.push(run_round(&vmcp_clients, "ex_echo", args.calls).await?);
-                direct.push(run_round(&direct_clients, "echo", args.calls).await?);
-            }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("vmcp-bench: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
         }
-        let (d, v) = (median_round(&direct), median_round(&via));
-        for (name, r) in [("direct", d), ("via vmcp", v)] {
-            println!(
-                "| {name} | {sessions} | {:.0} µs | {:.0} µs | {:.0} |",
-                r.p50_us, r.p99_us, r.calls_per_sec
-            );
-        }
-        summary.push((sessions, d, v));
-        for client in direct_clients.into_iter().chain(vmcp_clients) {
-            let _ = client.cancel().await;
-        }
-    }
-    println!();
-    for (sessions, d, v) in &summary {
-        let added = v.p50_us - d.p50_us;
-        let ratio = v.calls_per_sec / d.calls_per_sec;
-        println!(
-            "- {sessions} session(s): added p50 latency {added:.0} µs (goal ≤ 50 µs: {}); throughput ratio {ratio:.2}× (goal ≥ 0.70× at 32 sessions: {})",
-            verdict(added <= 50.0),
-            if *sessions == 32 {
-                verdict(ratio >= 0.7)
-            } else {
-                "n/a"
-            },
-        );
-    }
-    let (rss, peak) = stack.gateway_memory();
-    println!("- vmcp memory after the run: RSS {rss}, peak {peak}");
-    stack.stop().await;
-    Ok(())
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "not met" }
-}
-
-async fn open(url: &str, sessions: usize) -> anyhow::Result<Vec<Client>> {
-    let mut clients = Vec::with_capacity(sessions);
-    for _ in 0..sessions {
-        let transport = StreamableHttpClientTransport::from_uri(url.to_string());
-        clients.push(
-            ().serve(transport)
-                .await
-                .with_context(|| format!("initialize {url}"))?,
-        );
-    }
-    Ok(clients)
-}
-
-async fn call_echo(client: &Client, tool: &str, text: String) -> anyhow::Result<()> {
-    let arguments = json!({ "text": text })
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let result = client
-        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(arguments))
-        .await
-        .with_context(|| format!("{tool} failed"))?;
-    let answer = result
-        .content
-        .first()
-        .and_then(|c| c.as_text())
-        .map(|t| t.text.as_str());
-    if answer != Some(text.as_str()) {
-        bail!("{tool} answered {answer:?} to {text:?}");
-    }
-    Ok(())
-}
-
-async fn warm_up(clients: &[Client], tool: &str) -> anyhow::Result<()> {
-    for (session, client) in clients.iter().enumerate() {
-        for i in 0..50 {
-            call_echo(client, tool, format!("warm-{session}-{i}")).await?;
-        }
-    }
-    Ok(())
-}
-
-async fn run_round(clients: &[Client], tool: &str, calls: usize) -> anyhow::Result<Round> {
-    let per_session = calls.div_ceil(clients.len());
-    let started = Instant::now();
-    let results = futures::future::join_all(clients.iter().enumerate().map(
-        |(session, client)| async move {
-            let mut latencies = Vec::with_capacity(per_session);
-            for i in 0..per_session {
-                let t = Instant::now();
-                call_echo(client, tool, format!("s{session}-c{i}")).await?;
-                latencies.push(t.elapsed());
-            }
-            anyhow::Ok(latencies)
-        },
-    ))
-    .await;
-    let wall = started.elapsed();
-    let mut all: Vec<Duration> = Vec::with_capacity(per_session * clients.len());
-    for result in results {
-        all.extend(result?);
-    }
-    all.sort_unstable();
-    let pick = |q: f64| all[((all.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e6;
-    Ok(Round {
-        p50_us: pick(0.50),
-        p99_us: pick(0.99),
-        calls_per_sec: all.len() as f64 / wall.as_secs_f64(),
-    })
-}
-
-fn median_round(rounds: &[Round]) -> Round {
-    let median = |f: fn(&Round) -> f64| {
-        let mut values: Vec<f64> = rounds.iter().map(f).collect();
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
     };
-    Round {
-        p50_us: median(|r| r.p50_us),
-        p99_us: median(|r| r.p99_us),
-        calls_per_sec: median(|r| r.calls_per_sec),
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = run(args) => outcome,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    });
+    // Every child process was killed when its guard dropped.
+    match outcome {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("vmcp-bench: {err:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+async fn run(args: Args) -> anyhow::Result<String> {
+    check_args(&args)?;
+    let machine = machine::describe();
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => procs::own_bin_dir()?,
+    };
+    let stack = Stack::start(&bin_dir).await?;
+    let outcome = measure(&args, &stack).await;
+    match outcome {
+        Ok(measurements) => {
+            let gateway_memory = procs::memory(stack.gateway_pid())?;
+            let backend_memory = procs::memory(stack.backend_pid())?;
+            let report = Report {
+                command: machine::command_line(),
+                machine,
+                calls: args.calls,
+                warmup: args.warmup,
+                rounds: args.rounds,
+                measurements,
+                gateway_memory,
+                backend_memory,
+            };
+            stack.stop().await;
+            Ok(report.to_markdown())
+        }
+        Err(err) => Err(err.context(stack.log_tails())),
+    }
+}
+
+fn check_args(args: &Args) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) && args.bin_dir.is_none() {
+        bail!(
+            "this is a debug build of vmcp-bench; run it with \
+             `cargo run --release -p vmcp-bench` so that it and the binaries it starts are optimized"
+        );
+    }
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    if args.targets.is_empty() {
+        bail!("--targets needs direct, vmcp or both");
+    }
+    if args.sessions.is_empty() || args.sessions.contains(&0) {
+        bail!("--sessions needs one or more positive session counts");
+    }
+    if let Some(&most) = args.sessions.iter().max()
+        && args.calls < most
+    {
+        bail!(
+            "--calls ({}) must be at least the largest session count ({most})",
+            args.calls
+        );
+    }
+    Ok(())
+}
+
+/// Every round, every session count, both targets; the first target
+/// alternates between rounds so neither always runs on a cooler machine.
+async fn measure(args: &Args, stack: &Stack) -> anyhow::Result<Vec<Measurement>> {
+    let direct = Endpoint::new(Target::Direct, stack.backend_url());
+    let gateway = Endpoint::new(Target::Gateway, stack.gateway_url());
+    let mut measurements = Vec::new();
+    let wanted = |endpoint: &&Endpoint| match endpoint.target {
+        Target::Direct => args.targets.contains(&TargetArg::Direct),
+        Target::Gateway => args.targets.contains(&TargetArg::Vmcp),
+    };
+    let per_round = [&direct, &gateway].into_iter().filter(wanted).count();
+    let total_runs = args.rounds * args.sessions.len() * per_round;
+    let mut done = 0;
+    for round in 0..args.rounds {
+        for &sessions in &args.sessions {
+            let order = if round % 2 == 0 {
+                [&direct, &gateway]
+            } else {
+                [&gateway, &direct]
+            };
+            for endpoint in order.into_iter().filter(wanted) {
+                done += 1;
+                eprint!(
+                    "[{done}/{total_runs}] round {} · {} · {sessions} session(s) … ",
+                    round + 1,
+                    endpoint.target.label()
+                );
+                let cpu = CpuSampler::new(stack)?;
+                let stats: RunStats = load::run(endpoint, sessions, args.calls, args.warmup, &cpu)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "round {} {} with {sessions} session(s)",
+                            round + 1,
+                            endpoint.target.label()
+                        )
+                    })?;
+                eprintln!(
+                    "p50 {:.1} µs, p99 {:.1} µs, {:.0} calls/s",
+                    stats.p50_us(),
+                    stats.p99_us(),
+                    stats.calls_per_sec()
+                );
+                measurements.push(Measurement {
+                    round,
+                    sessions,
+                    target: endpoint.target,
+                    stats,
+                });
+                stack.check_alive()?;
+                tokio::time::sleep(SETTLE).await;
+            }
+        }
+    }
+    Ok(measurements)
 }
