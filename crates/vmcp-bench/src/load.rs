@@ -15,6 +15,8 @@ use crate::procs::{BACKEND_NAME, CpuSampler, CpuSeconds};
 
 /// Least warm-up calls per session.
 const MIN_WARMUP_PER_SESSION: usize = 20;
+/// A call not answered within this fails the run (and ends its session's loop).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the calls go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -86,21 +88,14 @@ pub struct RunStats {
 }
 
 impl RunStats {
-    /// The `q` quantile (nearest rank) in microseconds.
-    pub fn quantile_us(&self, q: f64) -> f64 {
-        let n = self.latencies.len();
-        let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
-        self.latencies[rank - 1].as_secs_f64() * 1e6
-    }
-
     /// Median latency in microseconds.
     pub fn p50_us(&self) -> f64 {
-        self.quantile_us(0.50)
+        quantile_us(&self.latencies, 0.50)
     }
 
     /// 99th percentile latency in microseconds.
     pub fn p99_us(&self) -> f64 {
-        self.quantile_us(0.99)
+        quantile_us(&self.latencies, 0.99)
     }
 
     /// Completed calls per second of wall time.
@@ -117,6 +112,16 @@ impl RunStats {
             gateway: self.cpu.gateway * per,
         }
     }
+}
+
+/// The `q` quantile (nearest rank) of `sorted`, in microseconds; NaN when empty.
+fn quantile_us(sorted: &[Duration], q: f64) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+    sorted[rank - 1].as_secs_f64() * 1e6
 }
 
 /// One session's timed calls.
@@ -242,7 +247,7 @@ async fn drive(
         arguments.insert("text".to_string(), serde_json::Value::String(text.clone()));
         let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
         let started = Instant::now();
-        let answer = session.call_tool(params).await;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, session.call_tool(params)).await;
         let ended = Instant::now();
         if i == 0 {
             result.first_start = started;
@@ -250,11 +255,25 @@ async fn drive(
         result.last_end = ended;
         result.latencies.push(ended - started);
         let problem = match answer {
-            Err(err) => Some(format!("{tool}({text:?}) failed: {err}")),
-            Ok(answer) if answer.is_error == Some(true) => {
+            // The session is unusable: stop here rather than wait on every call.
+            Err(_) => {
+                result.errors += 1;
+                result.first_error.get_or_insert(format!(
+                    "{tool}({text:?}) not answered within {CALL_TIMEOUT:?}"
+                ));
+                break;
+            }
+            Ok(Err(err)) => {
+                result.errors += 1;
+                result
+                    .first_error
+                    .get_or_insert(format!("{tool}({text:?}) failed: {err}"));
+                break;
+            }
+            Ok(Ok(answer)) if answer.is_error == Some(true) => {
                 Some(format!("{tool}({text:?}) returned a tool error"))
             }
-            Ok(answer) => {
+            Ok(Ok(answer)) => {
                 let echoed: String = answer
                     .content
                     .iter()
@@ -269,4 +288,33 @@ async fn drive(
         }
     }
     result
+}
+
+/// Latency of the cheapest HTTP exchange the gateway serves: sequential
+/// `GET /health` on one kept-alive connection, with the HTTP stacks the
+/// gateway's extra hop uses (reqwest to axum) and no MCP at all.
+/// Returns (p50, p99) in microseconds.
+pub async fn http_floor(gateway_mcp_url: &str, requests: usize) -> anyhow::Result<(f64, f64)> {
+    let url = gateway_mcp_url
+        .strip_suffix("/mcp")
+        .map(|base| format!("{base}/health"))
+        .context("the gateway URL does not end in /mcp")?;
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .build()
+        .context("cannot build an HTTP client")?;
+    let mut latencies = Vec::with_capacity(requests);
+    for i in 0..requests + requests / 10 {
+        let started = Instant::now();
+        let response = http.get(&url).send().await.context("GET /health failed")?;
+        if !response.status().is_success() {
+            bail!("GET /health answered {}", response.status());
+        }
+        response.bytes().await.context("reading /health failed")?;
+        if i >= requests / 10 {
+            latencies.push(started.elapsed());
+        }
+    }
+    latencies.sort_unstable();
+    Ok((quantile_us(&latencies, 0.50), quantile_us(&latencies, 0.99)))
 }

@@ -9,6 +9,11 @@
 //! The report (markdown, on stdout) gives the median over rounds of p50,
 //! p99 and calls/s, the added latency and throughput ratio against the
 //! goals, CPU time per call of each process, and the gateway's memory.
+//!
+//! ```sh
+//! cargo build --release -p vmcp -p vmcp-example-server -p vmcp-bench
+//! cargo run --release -p vmcp-bench -- --calls 20000
+//! ```
 
 mod load;
 mod machine;
@@ -25,6 +30,9 @@ use clap::Parser;
 use crate::load::{Endpoint, RunStats, Target};
 use crate::procs::{CpuSampler, Stack};
 use crate::report::{Measurement, Report};
+
+/// Requests of the loopback HTTP floor measurement.
+const FLOOR_REQUESTS: usize = 5_000;
 
 /// Pause between runs, so one run's stragglers do not land in the next.
 const SETTLE: Duration = Duration::from_millis(200);
@@ -49,6 +57,10 @@ pub struct Args {
     /// comparison; one alone is handy when profiling).
     #[arg(long, value_delimiter = ',', default_values_t = [TargetArg::Direct, TargetArg::Vmcp])]
     pub targets: Vec<TargetArg>,
+    /// Extra environment variable for the gateway process, e.g.
+    /// `TOKIO_WORKER_THREADS=1` (repeatable; for experiments).
+    #[arg(long = "gateway-env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    pub gateway_env: Vec<(String, String)>,
     /// Directory holding the release `vmcp` and `vmcp-example-server`
     /// binaries (default: the directory of this executable).
     #[arg(long)]
@@ -73,6 +85,13 @@ impl std::fmt::Display for TargetArg {
     }
 }
 
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -88,7 +107,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         tokio::select! {
             outcome = run(args) => outcome,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            signal = interrupted() => Err(anyhow::anyhow!("interrupted by {signal}")),
         }
     });
     // Every child process was killed when its guard dropped.
@@ -104,6 +123,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// Resolves on SIGINT or SIGTERM, naming it.
+async fn interrupted() -> &'static str {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        () = terminate => "SIGTERM",
+    }
+}
+
 async fn run(args: Args) -> anyhow::Result<String> {
     check_args(&args)?;
     let machine = machine::describe();
@@ -111,10 +146,14 @@ async fn run(args: Args) -> anyhow::Result<String> {
         Some(dir) => dir.clone(),
         None => procs::own_bin_dir()?,
     };
-    let stack = Stack::start(&bin_dir).await?;
+    let stack = Stack::start(&bin_dir, &args.gateway_env).await?;
     let outcome = measure(&args, &stack).await;
     match outcome {
         Ok(measurements) => {
+            eprintln!("HTTP floor: GET /health …");
+            let http_floor = load::http_floor(stack.gateway_url(), FLOOR_REQUESTS)
+                .await
+                .context("measuring the loopback HTTP floor")?;
             let gateway_memory = procs::memory(stack.gateway_pid())?;
             let backend_memory = procs::memory(stack.backend_pid())?;
             let report = Report {
@@ -125,12 +164,13 @@ async fn run(args: Args) -> anyhow::Result<String> {
                 rounds: args.rounds,
                 measurements,
                 gateway_memory,
+                http_floor,
                 backend_memory,
             };
             stack.stop().await;
             Ok(report.to_markdown())
         }
-        Err(err) => Err(err.context(stack.log_tails())),
+        Err(err) => Err(anyhow::anyhow!("{err:#}\n{}", stack.log_tails())),
     }
 }
 

@@ -36,7 +36,7 @@ fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
     if !path.is_file() {
         bail!(
-            "{} is missing: build it with `cargo build --release --bin vmcp --bin vmcp-example-server -p vmcp-bench` \
+            "{} is missing: build it with `cargo build --release -p vmcp -p vmcp-example-server -p vmcp-bench` \
              (or point --bin-dir at a directory holding release builds of vmcp and vmcp-example-server)",
             path.display()
         );
@@ -67,6 +67,22 @@ impl Guarded {
             pid,
             log,
         })
+    }
+
+    /// The last lines of the process's log, headed by its name and path.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut out = format!("--- {} ({}) ---", self.name, self.log.display());
+        for line in &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..] {
+            let _ = write!(out, "\n{line}");
+        }
+        out
+    }
+
+    /// `error`, followed by the tail of this process's log.
+    fn with_log(&self, error: anyhow::Error) -> anyhow::Error {
+        anyhow::anyhow!("{error:#}\n{}", self.log_tail())
     }
 
     fn check_alive(&mut self) -> anyhow::Result<()> {
@@ -116,7 +132,7 @@ pub struct Stack {
 impl Stack {
     /// Starts the backend, then the gateway in front of it, and waits until
     /// the gateway is ready and offers the backend's echo tool.
-    pub async fn start(bin_dir: &Path) -> anyhow::Result<Self> {
+    pub async fn start(bin_dir: &Path, gateway_env: &[(String, String)]) -> anyhow::Result<Self> {
         let backend_bin = binary(bin_dir, "vmcp-example-server")?;
         let gateway_bin = binary(bin_dir, "vmcp")?;
         let dir = TempDir::new()?;
@@ -138,7 +154,10 @@ impl Stack {
                 .stderr(file),
             backend_log,
         )?;
-        let backend_url = read_backend_url(&mut backend).await?;
+        let backend_url = match read_backend_url(&mut backend).await {
+            Ok(url) => url,
+            Err(err) => return Err(backend.with_log(err)),
+        };
 
         let port = free_loopback_port()?;
         let config = dir.0.join("vmcp.yaml");
@@ -165,13 +184,16 @@ impl Stack {
                 .env_remove("VMCP_NAMESPACE")
                 .env_remove("VMCP_HOST")
                 .env_remove("VMCP_PORT")
+                .envs(gateway_env.iter().map(|(name, value)| (name, value)))
                 .stdin(Stdio::null())
                 .stdout(stdout)
                 .stderr(file),
             gateway_log,
         )?;
         let gateway_url = format!("http://127.0.0.1:{port}/mcp");
-        wait_ready(&mut gateway, port).await?;
+        if let Err(err) = wait_ready(&mut gateway, port).await {
+            return Err(gateway.with_log(err));
+        }
 
         let stack = Self {
             gateway,
@@ -180,8 +202,10 @@ impl Stack {
             gateway_url,
             _dir: dir,
         };
-        stack.wait_for_tool().await?;
-        Ok(stack)
+        match stack.wait_for_tool().await {
+            Ok(()) => Ok(stack),
+            Err(err) => Err(anyhow::anyhow!("{err:#}\n{}", stack.log_tails())),
+        }
     }
 
     /// The backend's MCP endpoint.
@@ -219,22 +243,11 @@ impl Stack {
 
     /// The last lines of both logs, for an error message.
     pub fn log_tails(&self) -> String {
-        let mut out = String::from("last log lines:");
-        for process in [&self.backend, &self.gateway] {
-            let text = std::fs::read_to_string(&process.log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
-            let _ = write!(
-                out,
-                "\n--- {} ({}) ---",
-                process.name,
-                process.log.display()
-            );
-            for line in tail {
-                let _ = write!(out, "\n{line}");
-            }
-        }
-        out
+        format!(
+            "last log lines:\n{}\n{}",
+            self.backend.log_tail(),
+            self.gateway.log_tail()
+        )
     }
 
     /// Kills both processes and waits for them to exit.
