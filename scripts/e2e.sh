@@ -9,9 +9,16 @@
 #   VMCP_BIN                    gateway binary (default: target/release/vmcp); tests fail if missing
 #   VMCP_E2E_TEST_TIMEOUT       per-test limit in seconds (default 180)
 #   VMCP_E2E_TIMEOUT            limit for the whole run in seconds (default 1800)
-#   VMCP_E2E_SKIP_INSTALL=1     do not run scripts/install-peers.sh first
+#   VMCP_E2E_SKIP_INSTALL=1     do not run scripts/install-peers.sh and scripts/kube-test-env.sh install first
+#   VMCP_KUBE_ENV_DIR           state dir of the Kubernetes test environment (see scripts/kube-test-env.sh)
+#   KUBEBUILDER_ASSETS          dir with kube-apiserver and etcd binaries: nothing is built
 #   VMCP_E2E_MAX_REQUEST_BYTES  written to the gateway config as server.maxRequestBytes
 #   VMCP_E2E_PAGE_SIZE          written to the gateway config as server.pageSize (default 7)
+#
+# Tests that use the Kubernetes fixtures (marked `kube`; deselect with -m 'not kube') start a
+# real kube-apiserver + etcd through scripts/kube-test-env.sh, or reuse a running one, and
+# leave it running (scripts/kube-test-env.sh stop). The first install builds kube-apiserver
+# from source (10-30 min).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +26,7 @@ PY="$REPO/.cache/venv/bin/python"
 
 if [ "${VMCP_E2E_SKIP_INSTALL:-0}" != 1 ]; then
   "$REPO/scripts/install-peers.sh"
+  "$REPO/scripts/kube-test-env.sh" install
 fi
 if [ ! -x "$PY" ]; then
   echo "e2e: $PY is missing; run scripts/install-peers.sh" >&2

@@ -8,6 +8,7 @@
 #   scripts/kube-test-env.sh start-apiserver  start kube-apiserver again on the same port; prints the kubeconfig path
 #   scripts/kube-test-env.sh status           exit 0 when both are up and ready (prints nothing)
 #   scripts/kube-test-env.sh install          only obtain the binaries (CI pre-build)
+#   scripts/kube-test-env.sh installed        exit 0 when start would need no download or build
 #
 # stdout carries only the kubeconfig path (start, start-apiserver); everything else goes to stderr.
 #
@@ -272,16 +273,20 @@ build_apiserver() {
     export GOPROXY="${GOPROXY:-https://proxy.golang.org}" GOWORK=off GOFLAGS="-mod=mod -buildvcs=false"
     export CGO_ENABLED=0 # upstream builds kube-apiserver statically as well
 
-    local wrap="$CACHE/kube-apiserver-build/$K8S_VERSION" modinfo gomod modtime minor patch staging
+    local wrap="$CACHE/kube-apiserver-build/$K8S_VERSION" modinfo info gomod modtime minor patch staging
     mkdir -p "$wrap"
     log "building kube-apiserver $K8S_VERSION from the Go module proxy (takes a while on first run)"
     local start=$SECONDS
 
     # Outside any module (cd /), so a half-written wrapper go.mod from an earlier failed run
     # cannot get in the way.
-    modinfo="$(cd / && GOFLAGS='' go mod download -json "k8s.io/kubernetes@$K8S_VERSION")"
+    # (go reports a download failure inside the JSON on stdout, so show it.)
+    modinfo="$(cd / && GOFLAGS='' go mod download -json "k8s.io/kubernetes@$K8S_VERSION")" ||
+      die "could not download k8s.io/kubernetes@$K8S_VERSION from $GOPROXY: $modinfo"
     gomod="$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p' <<<"$modinfo")"
-    modtime="$(sed -n 's/^[[:space:]]*"Time": "\(.*\)",\{0,1\}$/\1/p' <<<"$modinfo")"
+    # The release time is in the .info file (`go mod download -json` has no "Time" field).
+    info="$(sed -n 's/^[[:space:]]*"Info": "\(.*\)",\{0,1\}$/\1/p' <<<"$modinfo")"
+    modtime="$(sed -n 's/.*"Time": *"\([^"]*\)".*/\1/p' "$info" 2>/dev/null || true)"
     [[ -f "$gomod" ]] || die "could not download go.mod of k8s.io/kubernetes@$K8S_VERSION"
 
     minor="${K8S_VERSION#v1.}"
@@ -425,8 +430,25 @@ ensure_binaries() {
     [[ -x "$ETCD_BIN" ]] || die "KUBEBUILDER_ASSETS is set but $ETCD_BIN is not executable"
     return 0
   fi
+  mkdir -p "$CACHE"
+  # One etcd download at a time (several state dirs may start at once on a fresh machine, and
+  # apt locks its private lists dir); fd 7 is closed again before any daemon is spawned.
+  exec 7>"$CACHE/.etcd-fetch.lock"
+  flock 7
   ensure_etcd
+  exec 7>&-
   build_apiserver
+}
+
+# True when ensure_binaries would find everything without downloading or building.
+binaries_present() {
+  if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
+    [[ -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]]
+    return
+  fi
+  [[ -x "$CACHE/bin/kube-apiserver-$K8S_VERSION" ]] || return 1
+  # shellcheck disable=SC2086 # globs are meant to expand
+  first_cached $CACHE/etcd-3.*/usr/bin/etcd >/dev/null
 }
 
 # --- certificates, tokens, kubeconfigs -------------------------------------------------------
@@ -677,6 +699,10 @@ cmd_install() {
   log "etcd: $ETCD_BIN"
 }
 
+cmd_installed() {
+  binaries_present
+}
+
 case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
@@ -684,8 +710,9 @@ case "${1:-}" in
   start-apiserver) cmd_start_apiserver ;;
   status) cmd_status ;;
   install) cmd_install ;;
+  installed) cmd_installed ;;
   *)
-    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -1,14 +1,52 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine with Rust, Node/npm and Python:
+# The whole test suite, from a fresh machine with Rust, Go, Node/npm and Python:
 # installs the pinned test peers, checks format and lints, builds once
 # (release), runs the Rust tests (unit, real-peer integration, fuzzing),
-# the end-to-end tests with the official Python MCP client, and checks that
-# the README's quickstart command really serves the bundled example.
+# the end-to-end tests with the official Python MCP client and a real
+# kube-apiserver + etcd, and checks that the README's quickstart command
+# really serves the bundled example.
+#
+# The Kubernetes test environment (scripts/kube-test-env.sh) is obtained in the
+# background while Rust builds: etcd from Debian's archive and kube-apiserver
+# built from the k8s.io/kubernetes Go module on first run (10-30 min of CPU,
+# cached in .cache/bin). KUBEBUILDER_ASSETS=<dir with kube-apiserver and etcd>
+# skips that. The environment is started by the end-to-end tests and stopped
+# at exit unless it was already running when this script started.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 step() { printf '\n==> %s\n' "$*" >&2; }
+
+# --- Kubernetes test environment: fetch/build in the background ------------------------------
+mkdir -p .cache
+KUBE_LOG="$REPO/.cache/kube-test-env-install.log"
+KUBE_WAS_RUNNING=0
+if scripts/kube-test-env.sh status 2>/dev/null; then KUBE_WAS_RUNNING=1; fi
+KUBE_INSTALL_PID=""
+
+cleanup() {
+  local rc=$?
+  if [ -n "$KUBE_INSTALL_PID" ] && kill -0 "$KUBE_INSTALL_PID" 2>/dev/null; then
+    # Its own process group (setsid below): this stops go and its compilers as well.
+    kill -TERM -- "-$KUBE_INSTALL_PID" 2>/dev/null || true
+    wait "$KUBE_INSTALL_PID" 2>/dev/null || true
+  fi
+  if [ "$KUBE_WAS_RUNNING" = 0 ]; then
+    scripts/kube-test-env.sh stop 2>/dev/null || echo "test.sh: could not stop the Kubernetes test environment" >&2
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step "obtaining kube-apiserver and etcd in the background (log: ${KUBE_LOG#"$REPO"/})"
+# nice: the Rust build and its timing-sensitive tests come first; go build uses what is left
+# (on 2 cores it defaults to 2 parallel compiles, which is right). setsid: one process group
+# to stop on exit.
+setsid nice -n 15 scripts/kube-test-env.sh install >"$KUBE_LOG" 2>&1 </dev/null &
+KUBE_INSTALL_PID=$!
 
 step "installing pinned test peers (npm, PyPI)"
 scripts/install-peers.sh
@@ -29,5 +67,18 @@ VMCP_FUZZ_SECONDS="${VMCP_FUZZ_SECONDS:-30}" cargo test --release --workspace
 step "quickstart (README's first command) serves the bundled example"
 scripts/quickstart-check.sh
 
-step "end-to-end tests (official Python MCP client, real backends)"
+step "waiting for kube-apiserver and etcd (scripts/kube-test-env.sh install)"
+kube_start=$SECONDS
+kube_rc=0
+wait "$KUBE_INSTALL_PID" || kube_rc=$?
+KUBE_INSTALL_PID=""
+if [ "$kube_rc" != 0 ]; then
+  echo "test.sh: scripts/kube-test-env.sh install failed (exit $kube_rc); last lines of $KUBE_LOG:" >&2
+  tail -n 40 "$KUBE_LOG" >&2 || true
+  exit 1
+fi
+tail -n 2 "$KUBE_LOG" >&2
+echo "test.sh: waited $((SECONDS - kube_start))s for the Kubernetes binaries" >&2
+
+step "end-to-end tests (official Python MCP client, real backends, real kube-apiserver)"
 VMCP_BIN="$REPO/target/release/vmcp" VMCP_E2E_SKIP_INSTALL=1 scripts/e2e.sh

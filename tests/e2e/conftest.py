@@ -1,20 +1,53 @@
-"""Fixtures for vmcp's end-to-end tests (the machinery lives in harness.py).
+"""Fixtures for vmcp's end-to-end tests (the machinery lives in harness.py and kube.py).
 
 Missing pieces are failures, never skips:
   - the gateway binary: target/release/vmcp, or $VMCP_BIN
   - the peers: scripts/install-peers.sh (tests/peers/node_modules and .cache/venv)
+  - for tests using the Kubernetes fixtures (marked `kube` automatically): kube-apiserver and
+    etcd (scripts/kube-test-env.sh install, or KUBEBUILDER_ASSETS), and deploy/crds/ for `kube`
+
+Kubernetes fixtures (the environment is scripts/kube-test-env.sh's, state dir
+$VMCP_KUBE_ENV_DIR or .cache/kube-test-env; started once, reused when already up, left running):
+  kube_env     session   KubeEnv: the running environment (no CRDs); .admin, .user(), .kubeconfig
+  kube_admin   session   Kube admin client, no CRDs needed
+  kube_crds    session   installs deploy/crds/*.yaml, waits until served; the CRD names
+  kube         session   Kube admin client with the CRDs installed
+  namespace    function  a fresh namespace "t-<random>" (deleted afterwards)
+  kube_restart function  the KubeEnv, for stop_apiserver()/start_apiserver()/restart_apiserver();
+                         makes sure the API server runs again after the test
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness import EVERYTHING_JS, LOOPBACK_CJS, PY_BACKEND, Launcher, Stack, default_vmcp_bin
+from harness import EVERYTHING_JS, LOOPBACK_CJS, PY_BACKEND, Launcher, Stack, default_vmcp_bin, tail
+from kube import CRD_DIR, Kube, KubeEnv, KubeEnvError, KubeError, WaitTimeout, namespace_path
+
+# Fixtures that need the Kubernetes environment: tests using any of them get the `kube` marker.
+KUBE_FIXTURES = frozenset({"kube_env", "kube_admin", "kube_crds", "kube", "namespace", "kube_restart"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "kube: needs the real kube-apiserver + etcd of scripts/kube-test-env.sh (added automatically "
+        "to tests using the Kubernetes fixtures; deselect with -m 'not kube')",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # tryfirst: before -m selects on markers.
+    for item in items:
+        if KUBE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kube)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -92,3 +125,87 @@ def shared_stack(request: pytest.FixtureRequest, _shared_stack: Stack, _shared_l
     yield _shared_stack
     if _failed(request.node):
         print(_shared_launcher.logs())
+
+
+# ---------------------------------------------------------------------------
+# Kubernetes (real kube-apiserver + etcd on loopback; see kube.py)
+
+
+@pytest.fixture(scope="session")
+def kube_env() -> Iterator[KubeEnv]:
+    """The running test environment; started here unless it is up already. Never skipped:
+    if it cannot start, every test using it fails with the script's stderr tail."""
+    env = KubeEnv()
+    if not env.is_running():
+        if not env.installed():
+            pytest.fail(
+                "kube-apiserver/etcd are not installed: run `scripts/kube-test-env.sh install` first "
+                "(builds kube-apiserver from source, 10-30 min) or point KUBEBUILDER_ASSETS at envtest binaries "
+                "(scripts/e2e.sh and scripts/test.sh do this for you)",
+                pytrace=False,
+            )
+        problem = None
+        try:
+            env.start(timeout=150)
+        except KubeEnvError as exc:
+            problem = f"the Kubernetes test environment did not start: {exc}"
+        if problem:  # (outside the except block, so pytest shows one error, not a chain)
+            pytest.fail(problem, pytrace=False)
+    problem = None
+    try:
+        env.wait_ready(60)
+    except (WaitTimeout, KubeError, OSError) as exc:
+        problem = f"the Kubernetes test environment is not ready: {exc}\nkube-apiserver log tail:\n{tail(env.apiserver_log, 30)}"
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    yield env
+    # Left running for the next session; scripts/test.sh stops what it started.
+
+
+@pytest.fixture(scope="session")
+def kube_admin(kube_env: KubeEnv) -> Kube:
+    """Admin client (group system:masters); no CRDs needed."""
+    return kube_env.admin
+
+
+@pytest.fixture(scope="session")
+def kube_crds(kube_env: KubeEnv) -> list[str]:
+    """Install (apply) every CRD in deploy/crds/ and wait until the resources are served."""
+    if not CRD_DIR.is_dir():
+        pytest.fail(f"{CRD_DIR.relative_to(CRD_DIR.parents[1])}/ does not exist: the CRD manifests are missing", pytrace=False)
+    try:
+        return kube_env.install_crds(CRD_DIR)
+    except (KubeError, WaitTimeout, ValueError, OSError) as exc:
+        problem = f"installing the CRDs from {CRD_DIR} failed: {exc}"
+    pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kube(kube_env: KubeEnv, kube_crds: list[str]) -> Kube:
+    """Admin client, with our CRDs (deploy/crds/) installed and served."""
+    return kube_env.admin
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, kube_env: KubeEnv, kube_admin: Kube) -> Iterator[str]:
+    """A fresh namespace t-<random> for one test. Deleted afterwards (it stays Terminating:
+    without a controller-manager nothing empties it, but nothing new can be created in it)."""
+    name = f"t-{secrets.token_hex(4)}"
+    kube_admin.create(namespace_path(), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"vmcp-e2e": "true"}}})
+    yield name
+    if _failed(request.node):
+        print(f"kube-apiserver log tail ({kube_env.apiserver_log}):\n{tail(kube_env.apiserver_log, 20)}")
+    if not kube_admin.is_ready():  # a test stopped the API server and failed before restarting it
+        kube_env.start_apiserver()
+    kube_admin.delete(namespace_path(name), missing_ok=True)
+
+
+@pytest.fixture
+def kube_restart(kube_env: KubeEnv) -> Iterator[KubeEnv]:
+    """The environment, for tests that stop/start kube-apiserver mid-test
+    (stop_apiserver(), start_apiserver(), restart_apiserver(down_for=...)); afterwards the
+    API server is running and ready again, whatever the test did."""
+    yield kube_env
+    if not kube_env.is_running():
+        kube_env.start_apiserver()
+    kube_env.wait_ready(120)
