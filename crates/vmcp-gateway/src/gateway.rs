@@ -2,7 +2,7 @@
 //! with one lifecycle.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,15 +10,16 @@ use arc_swap::ArcSwap;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use vmcp_config::Config;
+use vmcp_config::{BackendConfig, Config};
 
 use vmcp_domain::status::{HealthSnapshot, Status, Timestamp, build_status};
 
 use crate::backend::health::Policies;
 use crate::backend::supervisor::{Liveness, Supervisor};
-use crate::backend::{Backend, BackendCapabilities, BackendSpec, GatewayEvent};
+use crate::backend::{Backend, BackendCapabilities, BackendId, BackendSpec, GatewayEvent};
 use crate::catalogue::{self, Catalogue};
 use crate::progress::ProgressRoutes;
+use crate::registry::{self, Registry, Step};
 use crate::sessions::Sessions;
 
 /// How to start a gateway.
@@ -32,24 +33,49 @@ pub struct GatewayOptions {
     pub generation: Option<i64>,
     /// Prometheus instruments for probes and calls, if metrics are on.
     pub metrics: Option<vmcp_status::Metrics>,
+    /// Backends are discovered at run time (Kubernetes mode): the gateway
+    /// stays not ready, its status `Pending`, until the first
+    /// [`Gateway::set_backends`] call has been made and every backend in it
+    /// has been tried once. `config.backends` still start right away; the
+    /// discovery passes them in its lists too, so they are kept, not
+    /// restarted. `false` (CLI mode): ready once every configured backend
+    /// has been tried once.
+    pub discovery: bool,
 }
 
 impl GatewayOptions {
-    /// Options for a config with no generation (CLI mode).
+    /// Options for a config with no generation and no discovery (CLI mode).
     pub fn new(config: Config) -> Self {
         Self {
             config,
             generation: None,
             metrics: None,
+            discovery: false,
         }
     }
+}
+
+/// What a [`Gateway::set_backends`] call changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegistryChanges {
+    /// Backends started under new names.
+    pub added: Vec<String>,
+    /// Backends whose settings changed: the old connection closed, a new one opened.
+    pub replaced: Vec<String>,
+    /// Backends stopped and removed.
+    pub removed: Vec<String>,
+    /// Backends left as they were (connection kept).
+    pub kept: Vec<String>,
+    /// Names listed more than once (the first entry was used).
+    pub duplicates: Vec<String>,
+    /// Whether the registry changed at all (a new order counts).
+    pub changed: bool,
 }
 
 /// The running gateway.
 pub struct Gateway {
     config: Arc<Config>,
-    backends: Vec<Arc<Backend>>,
-    by_name: HashMap<String, Arc<Backend>>,
+    registry: ArcSwap<Registry>,
     catalogue: ArcSwap<Catalogue>,
     known: ArcSwap<Catalogue>,
     /// Connected client sessions.
@@ -57,13 +83,81 @@ pub struct Gateway {
     /// Progress routes of forwarded requests.
     pub progress: Arc<ProgressRoutes>,
     ready: watch::Sender<bool>,
+    /// Whether the backend list is complete enough to become ready: always
+    /// in CLI mode, after the first `set_backends` in discovery mode.
+    discovered: AtomicBool,
     generation: Option<i64>,
     status: watch::Sender<Arc<Status>>,
-    draining: std::sync::atomic::AtomicBool,
+    draining: AtomicBool,
     in_flight: AtomicUsize,
     idle: Notify,
     shutdown: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Starts and stops supervisors; its lock also serialises registry changes.
+    launcher: Mutex<Launcher>,
+}
+
+/// Everything needed to start a backend's supervisor, and the running ones.
+struct Launcher {
+    http: reqwest::Client,
+    updates: mpsc::UnboundedSender<GatewayEvent>,
+    liveness: Liveness,
+    metrics: Option<vmcp_status::Metrics>,
+    running: HashMap<BackendId, Running>,
+    /// Supervisors of removed backends, still closing their connections.
+    stopping: Vec<JoinHandle<()>>,
+}
+
+struct Running {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Launcher {
+    fn backend(&self, spec: BackendSpec, config: &Config) -> Arc<Backend> {
+        let policies =
+            Policies::from_config(&config.operational.failure_handling, spec.auth.is_some());
+        Backend::new(spec, policies, self.updates.clone(), self.metrics.clone())
+    }
+
+    /// Starts `backend`'s supervisor; it stops with `shutdown` or on removal.
+    fn spawn(
+        &mut self,
+        backend: &Arc<Backend>,
+        shutdown: &CancellationToken,
+        progress: &Arc<ProgressRoutes>,
+    ) {
+        let cancel = shutdown.child_token();
+        let supervisor = Supervisor {
+            backend: backend.clone(),
+            http: self.http.clone(),
+            progress: progress.clone(),
+            updates: self.updates.clone(),
+            liveness: self.liveness,
+            shutdown: cancel.clone(),
+        };
+        let task = tokio::spawn(supervisor.run());
+        self.running.insert(backend.id(), Running { cancel, task });
+    }
+
+    /// Stops `backend`'s supervisor, which closes its connection (a child
+    /// process is terminated).
+    fn stop(&mut self, backend: &Backend) {
+        if let Some(running) = self.running.remove(&backend.id()) {
+            running.cancel.cancel();
+            self.stopping.retain(|task| !task.is_finished());
+            self.stopping.push(running.task);
+        }
+        // Requests that still hold this backend fail as unavailable instead
+        // of waiting on a connection that is closing.
+        backend.set_disconnected("backend removed");
+    }
+
+    fn take_tasks(&mut self) -> Vec<JoinHandle<()>> {
+        let mut tasks: Vec<_> = self.running.drain().map(|(_, r)| r.task).collect();
+        tasks.append(&mut self.stopping);
+        tasks
+    }
 }
 
 impl Gateway {
@@ -71,79 +165,166 @@ impl Gateway {
     pub fn start(options: GatewayOptions) -> Arc<Self> {
         let config = Arc::new(options.config);
         let (updates_tx, updates_rx) = mpsc::unbounded_channel();
-        let backends: Vec<Arc<Backend>> = config
-            .backends
-            .iter()
-            .map(|b| {
-                let spec = BackendSpec::from_config(b, &config);
-                let policies = Policies::from_config(
-                    &config.operational.failure_handling,
-                    spec.auth.is_some(),
-                );
-                Backend::new(spec, policies, updates_tx.clone(), options.metrics.clone())
-            })
-            .collect();
         let pending = build_status(
             &HealthSnapshot::default(),
             options.generation,
             None,
             Timestamp::now(),
         );
-        let gateway = Arc::new(Self {
-            by_name: backends
-                .iter()
-                .map(|b| (b.name().to_string(), b.clone()))
-                .collect(),
-            backends,
-            catalogue: ArcSwap::from_pointee(Catalogue::default()),
-            known: ArcSwap::from_pointee(Catalogue::default()),
-            sessions: Sessions::default(),
-            progress: Arc::new(ProgressRoutes::default()),
-            ready: watch::Sender::new(false),
-            generation: options.generation,
-            status: watch::Sender::new(Arc::new(pending)),
-            draining: std::sync::atomic::AtomicBool::new(false),
-            in_flight: AtomicUsize::new(0),
-            idle: Notify::new(),
-            shutdown: CancellationToken::new(),
-            tasks: Mutex::new(Vec::new()),
-            config,
-        });
-        if gateway.backends.is_empty() {
-            gateway.ready.send_replace(true);
-        }
-        gateway.publish_status();
         // Reused connections matter for latency; the pool is shared by all HTTP backends.
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .build()
             .unwrap_or_default();
-        let failure = &gateway.config.operational.failure_handling;
+        let failure = &config.operational.failure_handling;
         let liveness = Liveness {
             interval: failure.health_check_interval.get(),
             timeout: failure.health_check_timeout.get(),
             threshold: failure.unhealthy_threshold,
         };
-        let mut tasks = Vec::new();
-        for backend in &gateway.backends {
-            let supervisor = Supervisor {
-                backend: backend.clone(),
-                http: http.clone(),
-                progress: gateway.progress.clone(),
-                updates: updates_tx.clone(),
+        let gateway = Arc::new(Self {
+            registry: ArcSwap::from_pointee(Registry::default()),
+            catalogue: ArcSwap::from_pointee(Catalogue::default()),
+            known: ArcSwap::from_pointee(Catalogue::default()),
+            sessions: Sessions::default(),
+            progress: Arc::new(ProgressRoutes::default()),
+            ready: watch::Sender::new(false),
+            discovered: AtomicBool::new(!options.discovery),
+            generation: options.generation,
+            status: watch::Sender::new(Arc::new(pending)),
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            shutdown: CancellationToken::new(),
+            tasks: Mutex::new(Vec::new()),
+            launcher: Mutex::new(Launcher {
+                http,
+                updates: updates_tx,
                 liveness,
-                shutdown: gateway.shutdown.clone(),
-            };
-            tasks.push(tokio::spawn(supervisor.run()));
+                metrics: options.metrics,
+                running: HashMap::new(),
+                stopping: Vec::new(),
+            }),
+            config,
+        });
+        let configured = gateway
+            .config
+            .backends
+            .iter()
+            .map(|b| BackendSpec::from_config(b, &gateway.config))
+            .collect();
+        gateway.reconcile(configured);
+        if !options.discovery && gateway.registry.load().is_empty() {
+            gateway.ready.send_replace(true);
         }
-        tasks.push(tokio::spawn(aggregate(
+        gateway.publish_status();
+        let aggregator = tokio::spawn(aggregate(
             Arc::downgrade(&gateway),
             updates_rx,
             gateway.shutdown.clone(),
-        )));
-        *gateway.lock_tasks() = tasks;
+        ));
+        gateway.lock_tasks().push(aggregator);
         gateway
+    }
+
+    /// Replaces the set of backends with `backends` (the full desired list,
+    /// static ones included), reconciling by name: new names are started,
+    /// missing names are stopped and their capabilities leave the
+    /// catalogue, names whose settings changed are restarted, unchanged
+    /// ones keep their connections. The list's order is the new precedence
+    /// order. A name listed twice keeps its first entry (logged). Outgoing
+    /// auth and timeouts come from the gateway's config, as for configured
+    /// backends. Connected sessions get `list_changed` for the lists that
+    /// change. Must run inside a Tokio runtime.
+    ///
+    /// In discovery mode the first call completes discovery: readiness
+    /// follows once every backend in it has been tried (at once if empty).
+    pub fn set_backends(&self, backends: Vec<BackendConfig>) -> RegistryChanges {
+        let desired = backends
+            .iter()
+            .map(|b| BackendSpec::from_config(b, &self.config))
+            .collect();
+        let changes = self.reconcile(desired);
+        // After the registry store: the aggregator must never see this flag
+        // with the registry from before this call.
+        if !self.discovered.swap(true, Ordering::SeqCst) {
+            // Readiness must be evaluated with the flag set.
+            self.notify_registry_changed();
+        }
+        changes
+    }
+
+    /// Applies the desired backend list to the registry (see [`registry::plan`]).
+    fn reconcile(&self, desired: Vec<BackendSpec>) -> RegistryChanges {
+        if self.shutdown.is_cancelled() {
+            tracing::debug!("backend list ignored: the gateway is shutting down");
+            return RegistryChanges::default();
+        }
+        let mut launcher = self.lock_launcher();
+        let current = self.registry.load_full();
+        let current_specs: Vec<&BackendSpec> = current.backends().iter().map(|b| &b.spec).collect();
+        let plan = registry::plan(&current_specs, desired);
+        for name in &plan.duplicates {
+            tracing::warn!(backend = %name, "backend listed more than once; the first entry is used");
+        }
+        let changes = RegistryChanges {
+            added: to_strings(plan.names(Step::Add)),
+            replaced: to_strings(plan.names(Step::Replace)),
+            kept: to_strings(plan.names(Step::Keep)),
+            removed: plan.remove.clone(),
+            duplicates: plan.duplicates.clone(),
+            changed: !plan.is_noop(&current_specs),
+        };
+        if !changes.changed {
+            return changes;
+        }
+        let mut next = Vec::with_capacity(plan.next.len());
+        let mut started = Vec::new();
+        let mut retired = Vec::new();
+        for (spec, step) in plan.next {
+            let existing = current.get(&spec.name).cloned();
+            match (step, existing) {
+                (Step::Keep, Some(backend)) => next.push(backend),
+                (_, existing) => {
+                    retired.extend(existing);
+                    let backend = launcher.backend(spec, &self.config);
+                    started.push(backend.clone());
+                    next.push(backend);
+                }
+            }
+        }
+        retired.extend(
+            plan.remove
+                .iter()
+                .filter_map(|name| current.get(name).cloned()),
+        );
+        // The new registry goes in before any new supervisor runs (so its
+        // first report is not taken for a stale one) and before removed ones
+        // stop (so nothing routes to a closing connection).
+        self.registry.store(Arc::new(Registry::new(next)));
+        for backend in &retired {
+            launcher.stop(backend);
+        }
+        for backend in &started {
+            launcher.spawn(backend, &self.shutdown, &self.progress);
+        }
+        drop(launcher);
+        tracing::info!(
+            added = ?changes.added,
+            replaced = ?changes.replaced,
+            removed = ?changes.removed,
+            "backend registry changed"
+        );
+        self.notify_registry_changed();
+        changes
+    }
+
+    fn notify_registry_changed(&self) {
+        let _ = self
+            .lock_launcher()
+            .updates
+            .send(GatewayEvent::RegistryChanged);
     }
 
     /// The configuration in force.
@@ -162,17 +343,23 @@ impl Gateway {
         self.known.load_full()
     }
 
-    /// A backend by name.
-    pub fn backend(&self, name: &str) -> Option<&Arc<Backend>> {
-        self.by_name.get(name)
+    /// A backend by name (one atomic load and a hash lookup).
+    pub fn backend(&self, name: &str) -> Option<Arc<Backend>> {
+        self.registry.load().get(name).cloned()
     }
 
-    /// All backends, in config order.
-    pub fn backends(&self) -> &[Arc<Backend>] {
-        &self.backends
+    /// All backends now, in precedence order (config, then discovery order).
+    pub fn backends(&self) -> Arc<[Arc<Backend>]> {
+        self.registry.load().backends().clone()
     }
 
-    /// Whether the first discovery has finished (every backend tried once).
+    /// The backend registry now.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.load_full()
+    }
+
+    /// Whether the first discovery has finished (the backend list is known
+    /// and every backend in it was tried once).
     pub fn is_ready(&self) -> bool {
         *self.ready.borrow()
     }
@@ -195,11 +382,13 @@ impl Gateway {
     }
 
     /// Names of backends that cannot take requests now.
-    pub fn unavailable_backends(&self) -> Vec<&str> {
-        self.backends
+    pub fn unavailable_backends(&self) -> Vec<String> {
+        self.registry
+            .load()
+            .backends()
             .iter()
             .filter(|b| !b.state().is_connected())
-            .map(|b| b.name())
+            .map(|b| b.name().to_string())
             .collect()
     }
 
@@ -234,7 +423,8 @@ impl Gateway {
     /// processes are terminated).
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
-        let tasks = std::mem::take(&mut *self.lock_tasks());
+        let mut tasks = std::mem::take(&mut *self.lock_tasks());
+        tasks.append(&mut self.lock_launcher().take_tasks());
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
@@ -243,7 +433,13 @@ impl Gateway {
     /// The health of every backend now.
     pub fn health_snapshot(&self) -> HealthSnapshot {
         HealthSnapshot {
-            backends: self.backends.iter().map(|b| b.snapshot()).collect(),
+            backends: self
+                .registry
+                .load()
+                .backends()
+                .iter()
+                .map(|b| b.snapshot())
+                .collect(),
             discovery_complete: self.is_ready(),
             runtime_error: None,
         }
@@ -284,6 +480,15 @@ impl Gateway {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    fn lock_launcher(&self) -> std::sync::MutexGuard<'_, Launcher> {
+        // Nothing under this lock panics between related updates in a way
+        // that leaves the map and the registry disagreeing about a backend
+        // that is still routed.
+        self.launcher
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Keeps a request counted as in flight.
@@ -299,15 +504,17 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// Applies capability updates to the catalogue, one rebuild per burst, and
-/// tells sessions what changed.
+/// Applies capability updates and registry changes to the catalogue, one
+/// rebuild per burst, and tells sessions what changed.
 async fn aggregate(
     gateway: std::sync::Weak<Gateway>,
     mut updates: mpsc::UnboundedReceiver<GatewayEvent>,
     shutdown: CancellationToken,
 ) {
-    let mut snapshots: HashMap<Arc<str>, Arc<BackendCapabilities>> = HashMap::new();
-    let mut reported: HashSet<Arc<str>> = HashSet::new();
+    // Keyed by backend instance: a backend removed and added again under the
+    // same name starts from nothing.
+    let mut snapshots: HashMap<BackendId, Arc<BackendCapabilities>> = HashMap::new();
+    let mut reported: HashSet<BackendId> = HashSet::new();
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -323,33 +530,43 @@ async fn aggregate(
         let Some(gateway) = gateway.upgrade() else {
             return;
         };
+        // The flag before the registry: once discovery is complete, the
+        // registry read next is at least the one that completed it.
+        let discovered = gateway.discovered.load(Ordering::SeqCst);
+        let registry = gateway.registry.load_full();
         for event in burst {
             let GatewayEvent::Capabilities(update) = event else {
                 continue;
             };
-            reported.insert(update.backend.clone());
+            // Late news from a removed (or replaced) backend's supervisor
+            // must not bring it back.
+            if !registry.contains(&update.backend, update.id) {
+                continue;
+            }
+            reported.insert(update.id);
             // A backend that went away keeps its last known capabilities, so
             // a call to one of them gets "backend unavailable", not "unknown tool".
             if let Some(capabilities) = update.capabilities {
-                snapshots.insert(update.backend, capabilities);
+                snapshots.insert(update.id, capabilities);
             }
         }
-        let known: Vec<_> = gateway
-            .backends
-            .iter()
-            .filter_map(|b| {
-                let key: &str = b.name();
-                snapshots
-                    .get_key_value(key)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-            })
-            .collect();
-        // Only routable backends (healthy enough, circuit not open) are offered.
-        let routable: Vec<_> = known
-            .iter()
-            .filter(|(name, _)| gateway.backend(name).is_some_and(|b| b.is_routable()))
-            .cloned()
-            .collect();
+        // A removed backend leaves no trace: its names become unknown.
+        let present: HashSet<BackendId> = registry.backends().iter().map(|b| b.id()).collect();
+        snapshots.retain(|id, _| present.contains(id));
+        reported.retain(|id| present.contains(id));
+        let mut known = Vec::with_capacity(snapshots.len());
+        let mut routable = Vec::with_capacity(snapshots.len());
+        for backend in registry.backends().iter() {
+            let Some(capabilities) = snapshots.get(&backend.id()) else {
+                continue;
+            };
+            let entry = (backend.name_arc().clone(), capabilities.clone());
+            // Only routable backends (healthy enough, circuit not open) are offered.
+            if backend.is_routable() {
+                routable.push(entry.clone());
+            }
+            known.push(entry);
+        }
         gateway.known.store(Arc::new(catalogue::build(
             &known,
             &gateway.config.aggregation,
@@ -363,8 +580,15 @@ async fn aggregate(
         }
         let changes = gateway.catalogue.load().changes_since(&previous);
         gateway.sessions.broadcast(changes);
-        if !gateway.is_ready() && reported.len() >= gateway.backends.len() {
+        if !gateway.is_ready()
+            && discovered
+            && registry
+                .backends()
+                .iter()
+                .all(|b| reported.contains(&b.id()))
+        {
             tracing::info!(
+                backends = registry.len(),
                 tools = gateway.catalogue.load().tools.len(),
                 unavailable = ?gateway.unavailable_backends(),
                 "first backend discovery finished"
@@ -372,5 +596,165 @@ async fn aggregate(
             gateway.ready.send_replace(true);
         }
         gateway.publish_status();
+    }
+}
+
+fn to_strings(names: Vec<&str>) -> Vec<String> {
+    names.into_iter().map(str::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rmcp::model::{ServerCapabilities, Tool};
+
+    use super::*;
+    use crate::backend::supervisor::CapabilityUpdate;
+
+    fn discovery_gateway() -> Arc<Gateway> {
+        let config = vmcp_config::load_str("name: unit\ngroupRef: g\n", "unit.yaml")
+            .expect("a valid config");
+        Gateway::start(GatewayOptions {
+            discovery: true,
+            ..GatewayOptions::new(config)
+        })
+    }
+
+    /// A backend nothing listens for (connecting fails at once, so it never
+    /// reports capabilities of its own).
+    fn unreachable(name: &str) -> BackendConfig {
+        BackendConfig {
+            name: name.into(),
+            transport: vmcp_config::TransportKind::StreamableHttp,
+            url: Some("http://127.0.0.1:1/mcp".into()),
+            command: None,
+            args: Vec::new(),
+            env: Default::default(),
+        }
+    }
+
+    fn offering(name: &str, id: BackendId, tool: &str) -> GatewayEvent {
+        let tool = Tool::new(
+            tool.to_string(),
+            "test tool",
+            Arc::new(serde_json::Map::new()),
+        );
+        GatewayEvent::Capabilities(CapabilityUpdate {
+            backend: name.into(),
+            id,
+            capabilities: Some(Arc::new(BackendCapabilities {
+                declared: ServerCapabilities::default(),
+                tools: vec![tool],
+                ..Default::default()
+            })),
+        })
+    }
+
+    async fn until(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !check() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn late_news_from_a_removed_instance_does_not_bring_it_back() {
+        let gateway = discovery_gateway();
+        let updates = gateway.lock_launcher().updates.clone();
+        gateway.set_backends(vec![unreachable("a")]);
+        let old = gateway.backend("a").expect("registered").id();
+        updates
+            .send(offering("a", old, "old"))
+            .expect("aggregator runs");
+        until("a's tool in the known catalogue", || {
+            gateway.known_catalogue().route_tool("a_old").is_some()
+        })
+        .await;
+        // Removed, then added again under the same name: a new instance.
+        gateway.set_backends(vec![]);
+        until("a's tool to leave the known catalogue", || {
+            gateway.known_catalogue().route_tool("a_old").is_none()
+        })
+        .await;
+        gateway.set_backends(vec![unreachable("a"), unreachable("b")]);
+        let new_a = gateway.backend("a").expect("registered again").id();
+        let b = gateway.backend("b").expect("registered").id();
+        assert_ne!(old, new_a);
+        // The old instance's supervisor reports late; then a marker from b.
+        updates
+            .send(offering("a", old, "stale"))
+            .expect("aggregator runs");
+        updates
+            .send(offering("b", b, "marker"))
+            .expect("aggregator runs");
+        until("b's marker in the known catalogue", || {
+            gateway.known_catalogue().route_tool("b_marker").is_some()
+        })
+        .await;
+        let known = gateway.known_catalogue();
+        assert!(
+            known.route_tool("a_stale").is_none() && known.route_tool("a_old").is_none(),
+            "the removed instance's capabilities came back: {:?}",
+            known.tools
+        );
+        // The current instance's report counts.
+        updates
+            .send(offering("a", new_a, "fresh"))
+            .expect("aggregator runs");
+        until("a's fresh tool", || {
+            gateway.known_catalogue().route_tool("a_fresh").is_some()
+        })
+        .await;
+        gateway.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_removed_backend_leaves_the_known_catalogue() {
+        let gateway = discovery_gateway();
+        gateway.set_backends(vec![unreachable("a"), unreachable("b")]);
+        let a = gateway.backend("a").expect("registered").id();
+        let updates = gateway.lock_launcher().updates.clone();
+        updates
+            .send(offering("a", a, "tool"))
+            .expect("aggregator runs");
+        until("a's tool in the known catalogue", || {
+            gateway.known_catalogue().route_tool("a_tool").is_some()
+        })
+        .await;
+        // Disconnected backends keep their names known (so calls say
+        // "unavailable"); removed ones lose them.
+        gateway.set_backends(vec![unreachable("b")]);
+        until("a's tool to leave the known catalogue", || {
+            gateway.known_catalogue().route_tool("a_tool").is_none()
+        })
+        .await;
+        assert_eq!(gateway.backends().len(), 1);
+        assert!(gateway.backend("a").is_none());
+        gateway.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn discovery_mode_is_pending_until_the_first_list_is_tried() {
+        let gateway = discovery_gateway();
+        assert!(!gateway.is_ready());
+        assert_eq!(
+            gateway.current_status().phase,
+            vmcp_domain::status::Phase::Pending
+        );
+        gateway.set_backends(vec![unreachable("a")]);
+        // Ready once "a" was tried, even though it failed.
+        tokio::time::timeout(Duration::from_secs(10), gateway.wait_ready())
+            .await
+            .expect("ready after the first discovery was tried");
+        let snapshot = gateway.health_snapshot();
+        assert!(snapshot.discovery_complete);
+        assert_eq!(snapshot.backends.len(), 1);
+        assert_eq!(snapshot.backends[0].name, "a");
+        gateway.shutdown().await;
     }
 }

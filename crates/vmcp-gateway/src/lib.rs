@@ -3,7 +3,10 @@
 //! Data flows one way (see `docs/architecture.md`):
 //!
 //! ```text
-//! config ─► backend supervisors (one per backend: connect, watch, reconnect)
+//! config / discovery ─► backend registry (set_backends reconciles by name)
+//!              │
+//!              ▼
+//!           backend supervisors (one per backend: connect, watch, reconnect)
 //!              │ capability snapshots
 //!              ▼
 //!           catalogue (pure merge + conflict resolution) ─► sessions get list_changed
@@ -13,6 +16,7 @@
 //! ```
 //!
 //! - [`backend`]: clients for each upstream transport and their supervisors.
+//! - [`registry`]: which backends exist now, and how a new list is reconciled.
 //! - [`catalogue`]: the merged, conflict-resolved view of all backends (no I/O).
 //! - [`forward`]: sending one downstream request to its backend.
 //! - [`server`]: the downstream MCP handler and the HTTP surface.
@@ -23,7 +27,8 @@ pub mod catalogue;
 pub mod forward;
 pub mod gateway;
 pub mod progress;
+pub mod registry;
 pub mod server;
 pub mod sessions;
 
-pub use gateway::{Gateway, GatewayOptions};
+pub use gateway::{Gateway, GatewayOptions, RegistryChanges};

@@ -14,6 +14,7 @@ pub mod supervisor;
 pub mod upstream_handler;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -69,12 +70,34 @@ pub enum GatewayEvent {
     Capabilities(supervisor::CapabilityUpdate),
     /// A backend's health or circuit changed.
     HealthChanged(Arc<str>),
+    /// Backends were added to or removed from the registry.
+    RegistryChanged,
+}
+
+/// Identifies one `Backend` instance for the life of the process: a backend
+/// removed and added again under the same name gets a new id, so late news
+/// from the old instance's supervisor can be told apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendId(u64);
+
+impl BackendId {
+    fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl std::fmt::Display for BackendId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
 }
 
 /// A backend as the rest of the gateway sees it.
 pub struct Backend {
     /// What it is and how to reach it.
     pub spec: BackendSpec,
+    id: BackendId,
     name: Arc<str>,
     peer: ArcSwapOption<Peer<RoleClient>>,
     state: watch::Sender<ConnectionState>,
@@ -93,6 +116,7 @@ impl Backend {
         metrics: Option<vmcp_status::Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            id: BackendId::next(),
             name: spec.name.as_str().into(),
             spec,
             peer: ArcSwapOption::empty(),
@@ -188,6 +212,16 @@ impl Backend {
         &self.spec.name
     }
 
+    /// The backend's name, shared.
+    pub fn name_arc(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// This instance's identity.
+    pub fn id(&self) -> BackendId {
+        self.id
+    }
+
     /// The client to send requests on, while connected.
     pub fn peer(&self) -> Option<Arc<Peer<RoleClient>>> {
         self.peer.load_full()
@@ -235,6 +269,7 @@ impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Backend")
             .field("name", &self.spec.name)
+            .field("id", &self.id)
             .field("state", &*self.state.borrow())
             .finish()
     }

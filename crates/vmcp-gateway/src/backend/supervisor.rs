@@ -13,7 +13,7 @@ use vmcp_domain::health::FailureKind;
 
 use super::connect::{self, ConnectError};
 use super::upstream_handler::{ListKind, UpstreamHandler};
-use super::{Backend, BackendCapabilities, GatewayEvent};
+use super::{Backend, BackendCapabilities, BackendId, GatewayEvent};
 use crate::progress::ProgressRoutes;
 
 /// A backend's capabilities changed: `None` means it is gone.
@@ -21,6 +21,8 @@ use crate::progress::ProgressRoutes;
 pub struct CapabilityUpdate {
     /// The backend.
     pub backend: Arc<str>,
+    /// Which instance of it (a backend re-added under the same name is another).
+    pub id: BackendId,
     /// What it offers now, if connected.
     pub capabilities: Option<Arc<BackendCapabilities>>,
 }
@@ -48,7 +50,7 @@ pub struct Supervisor {
     pub updates: mpsc::UnboundedSender<GatewayEvent>,
     /// Liveness check settings.
     pub liveness: Liveness,
-    /// Cancelled at shutdown.
+    /// Cancelled at shutdown, or when the backend is removed.
     pub shutdown: CancellationToken,
 }
 
@@ -56,7 +58,7 @@ const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 impl Supervisor {
-    /// Runs until shutdown.
+    /// Runs until shutdown (or removal); closes the connection on the way out.
     pub async fn run(self) {
         let name: Arc<str> = self.backend.name().into();
         let mut backoff = BACKOFF_MIN;
@@ -111,6 +113,7 @@ impl Supervisor {
             .updates
             .send(GatewayEvent::Capabilities(CapabilityUpdate {
                 backend: name.clone(),
+                id: self.backend.id(),
                 capabilities: None,
             }));
     }
@@ -127,7 +130,11 @@ impl Supervisor {
         let mut ended = tokio::spawn(service.waiting());
         let timeout = self.backend.call_timeout();
         let reason = 'serve: {
-            let mut capabilities = match list_capabilities(&peer, timeout).await {
+            let listed = tokio::select! {
+                _ = self.shutdown.cancelled() => break 'serve None,
+                listed = list_capabilities(&peer, timeout) => listed,
+            };
+            let mut capabilities = match listed {
                 Ok(capabilities) => capabilities,
                 Err(reason) => break 'serve Some(reason),
             };
@@ -140,7 +147,10 @@ impl Supervisor {
             );
             self.backend.set_connected(peer.clone());
             // The first probe right away: a backend is routable only with a health result.
-            let first = self.probe(&peer).await;
+            let first = tokio::select! {
+                _ = self.shutdown.cancelled() => break 'serve None,
+                first = self.probe(&peer) => first,
+            };
             self.backend.observe(|health| health.probe(first));
             self.publish(name, &capabilities);
             let mut failed_pings = 0u32;
@@ -202,6 +212,7 @@ impl Supervisor {
             .updates
             .send(GatewayEvent::Capabilities(CapabilityUpdate {
                 backend: name.clone(),
+                id: self.backend.id(),
                 capabilities: Some(Arc::new(capabilities.clone())),
             }));
     }

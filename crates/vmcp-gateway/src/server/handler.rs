@@ -60,16 +60,21 @@ impl GatewayHandler {
         Ok(())
     }
 
-    fn backend(&self, name: &str) -> Result<&Arc<Backend>, ErrorData> {
-        self.gateway.backend(name).ok_or_else(|| {
-            ErrorData::internal_error(format!("backend {name} is not configured"), None)
-        })
+    /// The backend a route leads to. It can be gone when it was removed
+    /// just now and the catalogue is still being rebuilt: then the name is
+    /// as unknown as it is about to be.
+    fn backend(
+        &self,
+        name: &str,
+        unknown: impl FnOnce() -> ErrorData,
+    ) -> Result<Arc<Backend>, ErrorData> {
+        self.gateway.backend(name).ok_or_else(unknown)
     }
 
     /// The error for a name that is not routable now: "backend X is
     /// unavailable" when a hidden backend owns it, else `unknown`.
     fn not_routable(&self, owner: Option<Arc<str>>, unknown: String) -> ErrorData {
-        match owner.and_then(|name| self.gateway.backend(&name).cloned()) {
+        match owner.and_then(|name| self.gateway.backend(&name)) {
             Some(backend) => ForwardError::Unavailable {
                 backend: backend.name().to_string(),
                 reason: backend
@@ -151,19 +156,21 @@ impl ServerHandler for GatewayHandler {
                 .map(|r| r.backend.clone());
             self.not_routable(owner, format!("unknown tool: {}", request.name))
         })?;
-        let backend = self.backend(&route.backend)?;
+        let backend = self.backend(&route.backend, || {
+            ErrorData::invalid_params(format!("unknown tool: {}", request.name), None)
+        })?;
         request.name = Cow::Owned(route.name.clone());
         drop(catalogue);
         match self
             .forward(
-                backend,
+                &backend,
                 ClientRequest::CallToolRequest(CallToolRequest::new(request)),
                 &context,
             )
             .await?
         {
             ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),
-            _ => Err(ForwardError::unexpected(backend).into()),
+            _ => Err(ForwardError::unexpected(&backend).into()),
         }
     }
 
@@ -194,19 +201,21 @@ impl ServerHandler for GatewayHandler {
                 .map(|r| r.backend.clone());
             self.not_routable(owner, format!("unknown prompt: {}", request.name))
         })?;
-        let backend = self.backend(&route.backend)?;
+        let backend = self.backend(&route.backend, || {
+            ErrorData::invalid_params(format!("unknown prompt: {}", request.name), None)
+        })?;
         request.name = route.name.clone();
         drop(catalogue);
         match self
             .forward(
-                backend,
+                &backend,
                 ClientRequest::GetPromptRequest(GetPromptRequest::new(request)),
                 &context,
             )
             .await?
         {
             ServerResult::GetPromptResult(result) => Ok(GetPromptResponse::Complete(result)),
-            _ => Err(ForwardError::unexpected(backend).into()),
+            _ => Err(ForwardError::unexpected(&backend).into()),
         }
     }
 
@@ -260,18 +269,20 @@ impl ServerHandler for GatewayHandler {
                 ),
             }
         })?;
-        let backend = self.backend(owner)?;
+        let backend = self.backend(owner, || {
+            ErrorData::resource_not_found(format!("unknown resource: {}", request.uri), None)
+        })?;
         drop(catalogue);
         match self
             .forward(
-                backend,
+                &backend,
                 ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request)),
                 &context,
             )
             .await?
         {
             ServerResult::ReadResourceResult(result) => Ok(ReadResourceResponse::Complete(result)),
-            _ => Err(ForwardError::unexpected(backend).into()),
+            _ => Err(ForwardError::unexpected(&backend).into()),
         }
     }
 
@@ -306,18 +317,20 @@ impl ServerHandler for GatewayHandler {
                 ));
             }
         };
-        let backend = self.backend(&owner)?;
+        let backend = self.backend(&owner, || {
+            ErrorData::invalid_params("unknown completion reference", None)
+        })?;
         drop(catalogue);
         match self
             .forward(
-                backend,
+                &backend,
                 ClientRequest::CompleteRequest(CompleteRequest::new(request)),
                 &context,
             )
             .await?
         {
             ServerResult::CompleteResult(result) => Ok(result),
-            _ => Err(ForwardError::unexpected(backend).into()),
+            _ => Err(ForwardError::unexpected(&backend).into()),
         }
     }
 }

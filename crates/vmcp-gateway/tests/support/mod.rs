@@ -467,10 +467,33 @@ impl TestGateway {
     /// Loads `config` (JSON is YAML), starts the gateway and its HTTP
     /// surface, and waits (with a deadline) for the first discovery to finish.
     pub async fn start(config: Value) -> Self {
+        let started = Self::launch(config, false).await;
+        if tokio::time::timeout(DEADLINE, started.gateway.wait_ready())
+            .await
+            .is_err()
+        {
+            panic!(
+                "the gateway was not ready within {DEADLINE:?}; status: {}",
+                serde_json::to_string_pretty(&started.gateway.current_status()).unwrap_or_default()
+            );
+        }
+        started
+    }
+
+    /// Like [`TestGateway::start`], but in discovery mode (backends come
+    /// from `Gateway::set_backends`), and without waiting for readiness.
+    pub async fn start_discovering(config: Value) -> Self {
+        Self::launch(config, true).await
+    }
+
+    async fn launch(config: Value, discovery: bool) -> Self {
         let text = serde_json::to_string_pretty(&config).expect("serialize the config");
         let config = vmcp_config::load_str(&text, "rmcp-client-test.yaml")
             .unwrap_or_else(|err| panic!("the test config was rejected: {err}\n{text}"));
-        let gateway = Gateway::start(GatewayOptions::new(config));
+        let gateway = Gateway::start(GatewayOptions {
+            discovery,
+            ..GatewayOptions::new(config)
+        });
         let sessions = CancellationToken::new();
         let app = router(
             gateway.clone(),
@@ -485,15 +508,6 @@ impl TestGateway {
                     .await;
             }
         });
-        if tokio::time::timeout(DEADLINE, gateway.wait_ready())
-            .await
-            .is_err()
-        {
-            panic!(
-                "the gateway was not ready within {DEADLINE:?}; status: {}",
-                serde_json::to_string_pretty(&gateway.current_status()).unwrap_or_default()
-            );
-        }
         Self {
             gateway,
             base: format!("http://{LOOPBACK}:{port}"),
@@ -569,6 +583,8 @@ pub type Client = RunningService<RoleClient, Recorder>;
 #[derive(Default)]
 struct Seen {
     tools_changed: usize,
+    prompts_changed: usize,
+    resources_changed: usize,
     progress: Vec<ProgressNotificationParam>,
 }
 
@@ -580,6 +596,16 @@ impl Recorder {
     /// How many `notifications/tools/list_changed` arrived.
     pub fn tools_changed(&self) -> usize {
         lock(&self.0).tools_changed
+    }
+
+    /// How many `notifications/prompts/list_changed` arrived.
+    pub fn prompts_changed(&self) -> usize {
+        lock(&self.0).prompts_changed
+    }
+
+    /// How many `notifications/resources/list_changed` arrived.
+    pub fn resources_changed(&self) -> usize {
+        lock(&self.0).resources_changed
     }
 
     /// Every progress notification that arrived.
@@ -601,6 +627,14 @@ impl Recorder {
 impl ClientHandler for Recorder {
     async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
         lock(&self.0).tools_changed += 1;
+    }
+
+    async fn on_prompt_list_changed(&self, _: NotificationContext<RoleClient>) {
+        lock(&self.0).prompts_changed += 1;
+    }
+
+    async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
+        lock(&self.0).resources_changed += 1;
     }
 
     async fn on_progress(
