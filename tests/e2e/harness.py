@@ -396,13 +396,21 @@ def py_stdio_config(name: str, startup_delay: float = 0.0) -> dict[str, Any]:
 class Gateway(Proc):
     """`vmcp serve` on a fresh loopback port with a generated config file."""
 
-    def __init__(self, binary: Path, config: dict[str, Any], log_dir: Path, args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        binary: Path,
+        config: dict[str, Any],
+        log_dir: Path,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        label: str = "vmcp",
+    ) -> None:
         self.port = free_port()
         self.config = config
-        self.config_path = log_dir / "vmcp.yaml"
+        self.config_path = log_dir / f"{label}.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         super().__init__(
-            "vmcp",
+            label,
             [
                 str(binary),
                 "serve",
@@ -415,6 +423,7 @@ class Gateway(Proc):
                 *(args or []),
             ],
             log_dir,
+            env=env,
         )
 
     @property
@@ -591,10 +600,19 @@ class Launcher:
         proc.start()
         return proc
 
-    def gateway(self, config: dict[str, Any], *, ready: bool = True, args: list[str] | None = None) -> Gateway:
-        """`vmcp serve` with `config`; `args` are extra command-line arguments."""
+    def gateway(
+        self,
+        config: dict[str, Any],
+        *,
+        ready: bool = True,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        label: str = "vmcp",
+    ) -> Gateway:
+        """`vmcp serve` with `config`; `args` are extra command-line arguments, `env` extra
+        environment variables; `label` names its log and config files (several gateways)."""
         assert self.vmcp_bin is not None, "this launcher has no gateway binary"
-        gateway = Gateway(self.vmcp_bin, config, self.log_dir, args=args)
+        gateway = Gateway(self.vmcp_bin, config, self.log_dir, args=args, env=env, label=label)
         self._register(gateway)
         gateway.start()
         gateway.wait_healthy()

@@ -1,5 +1,6 @@
 //! `vmcp`: the Virtual MCP Server command line.
 
+mod kubernetes;
 mod logging;
 mod serve;
 mod status_cmd;

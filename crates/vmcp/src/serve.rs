@@ -12,6 +12,7 @@ use clap::Args;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+use crate::kubernetes::KubernetesMode;
 use vmcp_gateway::server::{HttpOptions, router};
 use vmcp_gateway::{Gateway, GatewayOptions};
 use vmcp_status::{
@@ -56,6 +57,10 @@ pub struct ServeArgs {
     /// Generation of the configuration (set by the operator), reported as observedGeneration.
     #[arg(long, env = "VMCP_CONFIG_GENERATION")]
     generation: Option<i64>,
+    /// Kubernetes: how long the status Lease stays valid without renewal;
+    /// a standby replica takes over within this time after the writer dies.
+    #[arg(long, env = "VMCP_STATUS_LEASE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=600))]
+    status_lease_seconds: u64,
 }
 
 /// Runs the gateway until SIGTERM or Ctrl-C.
@@ -98,12 +103,20 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
     let local = listener.local_addr().context("listener has no address")?;
 
     let metrics = Metrics::new();
-    let reporting = start_reporting(&args, &config, &metrics)?;
+    let (reporting, kubernetes) = start_reporting(&args, &config, &metrics).await?;
+    // In Kubernetes mode with a group, the backends come from the group's
+    // members (plus any listed in the config).
+    let group = kubernetes.as_ref().and_then(|_| config.group_ref.clone());
     let gateway = Gateway::start(GatewayOptions {
         config,
         generation: args.generation,
         metrics: Some(metrics.clone()),
+        discovery: group.is_some(),
     });
+    let discovery_stop = CancellationToken::new();
+    if let (Some(kubernetes), Some(group)) = (&kubernetes, group) {
+        kubernetes.discover(group, gateway.clone(), discovery_stop.clone());
+    }
     let forwarding = tokio::spawn(forward_status(gateway.clone(), reporting.sender()));
     let sessions_cancel = CancellationToken::new();
     let mut http_options = HttpOptions::from_gateway(&gateway, sessions_cancel.clone());
@@ -155,19 +168,25 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
         .await
         .context("HTTP server failed")?;
     let _ = drain.await;
+    discovery_stop.cancel();
     gateway.shutdown().await;
     forwarding.abort();
     reporting.shutdown(Some(gateway.current_status())).await;
+    if let Some(kubernetes) = kubernetes {
+        // After the final write, so the next writer starts from it.
+        kubernetes.lease.release().await;
+    }
     tracing::info!("vmcp stopped");
     Ok(())
 }
 
-/// Builds the reporters the environment or `--reporter` asks for.
-fn start_reporting(
+/// Builds the reporters the environment or `--reporter` asks for; in
+/// Kubernetes mode also the connection to the API server.
+async fn start_reporting(
     args: &ServeArgs,
     config: &vmcp_config::Config,
     metrics: &Metrics,
-) -> anyhow::Result<ReporterSet> {
+) -> anyhow::Result<(ReporterSet, Option<KubernetesMode>)> {
     let heartbeat = config
         .operational
         .failure_handling
@@ -176,6 +195,7 @@ fn start_reporting(
     let selection = vmcp_status::select(&ProcessEnv, &args.reporters);
     let mut reporters: Vec<Arc<dyn Reporter>> =
         vec![Arc::new(MetricsReporter::new(metrics.clone()))];
+    let mut kubernetes = None;
     for kind in &selection.kinds {
         match kind {
             ReporterKind::File => {
@@ -191,20 +211,34 @@ fn start_reporting(
             }
             ReporterKind::Log => reporters.push(Arc::new(LogReporter::new())),
             ReporterKind::Kubernetes => {
-                // The Kubernetes reporter is not built into this binary yet;
-                // keep serving and say so rather than crash-looping the pod.
-                tracing::warn!(
-                    "Kubernetes status reporting is not available in this build; reporting to the log instead"
-                );
-                reporters.push(Arc::new(LogReporter::new()));
+                let target = selection.kubernetes.clone().context(
+                    "the kubernetes reporter needs VMCP_NAME and VMCP_NAMESPACE (the VirtualMCPServer to report to)",
+                )?;
+                let lease = Duration::from_secs(args.status_lease_seconds);
+                match KubernetesMode::start(target, lease).await {
+                    Ok(mode) => {
+                        reporters.push(Arc::new(mode.reporter.clone()));
+                        kubernetes = Some(mode);
+                    }
+                    Err(err) => {
+                        // No configuration at all cannot fix itself; keep
+                        // serving (no crash loop) and say so loudly.
+                        tracing::error!(
+                            "cannot reach Kubernetes, reporting status to the log instead: {:#}",
+                            anyhow::Error::new(err)
+                        );
+                        reporters.push(Arc::new(LogReporter::new()));
+                    }
+                }
             }
             ReporterKind::None => {}
         }
     }
-    Ok(ReporterSet::start(
+    let set = ReporterSet::start(
         reporters,
         ReportingOptions::new(heartbeat).with_metrics(metrics.clone()),
-    ))
+    );
+    Ok((set, kubernetes))
 }
 
 /// Sends every status change to the reporters, and a fresh status (current
