@@ -8,7 +8,7 @@
 # Environment:
 #   VMCP_BIN                    gateway binary (default: target/release/vmcp); tests fail if missing
 #   VMCP_E2E_TEST_TIMEOUT       per-test limit in seconds (default 180)
-#   VMCP_E2E_TIMEOUT            limit for the whole run in seconds (default 1800)
+#   VMCP_E2E_TIMEOUT            limit for the whole run in seconds (default 2700)
 #   VMCP_E2E_SKIP_INSTALL=1     do not run scripts/install-peers.sh and scripts/kube-test-env.sh install first
 #   VMCP_KUBE_ENV_DIR           state dir of the Kubernetes test environment (see scripts/kube-test-env.sh)
 #   KUBEBUILDER_ASSETS          dir with kube-apiserver and etcd binaries: nothing is built
@@ -47,5 +47,5 @@ for arg in "$@"; do
 done
 
 cd "$REPO"
-exec timeout --kill-after=30 "${VMCP_E2E_TIMEOUT:-1800}" \
+exec timeout --kill-after=30 "${VMCP_E2E_TIMEOUT:-2700}" \
   "$PY" -m pytest "${paths[@]}" -q --timeout="${VMCP_E2E_TEST_TIMEOUT:-180}" "$@"

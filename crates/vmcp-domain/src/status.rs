@@ -224,10 +224,15 @@ pub struct Status {
     /// One-line summary.
     pub message: String,
     /// `Ready`, `BackendsDiscovered`, `Degraded`.
+    #[serde(default)]
     pub conditions: Vec<Condition>,
     /// Backends, least healthy first, at most [`MAX_REPORTED_BACKENDS`].
+    /// Absent when empty on a Kubernetes object (server-side apply drops an
+    /// emptied list), hence the default when reading.
+    #[serde(default)]
     pub discovered_backends: Vec<DiscoveredBackend>,
     /// All backends, listed or not.
+    #[serde(default)]
     pub backend_count: u32,
     /// Generation of the configuration the runtime loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
