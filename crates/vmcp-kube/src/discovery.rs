@@ -347,20 +347,40 @@ async fn run(
             return;
         };
         let event = match event {
-            Ok(event) => event,
+            Ok(event) => Some(event),
             Err(error) => {
-                tracing::warn!(
-                    kind = ?kind,
-                    group = %options.group,
-                    error = %error,
-                    "watching the group's members failed; retrying (the current backends stay)"
+                let store = match kind {
+                    Kind::Server => &mut server_store,
+                    Kind::Entry => &mut entry_store,
+                };
+                // A kind whose CRD is not installed has no members: the other
+                // kind's members must not wait for it.
+                let missing_crd = matches!(
+                    &error,
+                    watcher::Error::InitialListFailed(kube::Error::Api(status)) if status.code == 404
                 );
-                continue;
+                if missing_crd && !store.listed {
+                    tracing::warn!(kind = ?kind, "its CRD is not installed; treating it as having no members");
+                    store.listed = true;
+                    store.members.clear();
+                } else {
+                    tracing::warn!(
+                        kind = ?kind,
+                        group = %options.group,
+                        error = %error,
+                        "watching the group's members failed; retrying (the current backends stay)"
+                    );
+                    continue;
+                }
+                None
             }
         };
-        let changed = match kind {
-            Kind::Server => server_store.apply(event, Member::of_server),
-            Kind::Entry => entry_store.apply(event, Member::of_entry),
+        let changed = match event {
+            None => true,
+            Some(event) => match kind {
+                Kind::Server => server_store.apply(event, Member::of_server),
+                Kind::Entry => entry_store.apply(event, Member::of_entry),
+            },
         };
         if !(changed && server_store.listed && entry_store.listed) {
             continue;

@@ -26,6 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api_error::Failure;
 
+/// A lasting Lease failure is logged as a warning again after this long.
+const WARN_AGAIN_AFTER: Duration = Duration::from_secs(60);
+
 /// Timing and names of the status Lease.
 #[derive(Clone, Debug)]
 pub struct LeaseOptions {
@@ -189,26 +192,39 @@ impl LeaseElector {
     async fn run(self, stop: CancellationToken) {
         // When this replica last renewed successfully (monotonic clock).
         let mut renewed_at: Option<Instant> = None;
+        // The last failure logged as a warning, so a lasting one (a missing
+        // Role, a long API outage) is not repeated every round.
+        let mut last_warned: Option<(Failure, Instant)> = None;
         loop {
             let leading = match self.try_acquire_or_renew().await {
                 Ok(true) => {
                     renewed_at = Some(Instant::now());
+                    last_warned = None;
                     true
                 }
                 Ok(false) => {
                     renewed_at = None;
+                    last_warned = None;
                     false
                 }
                 Err(error) => {
                     let still_valid =
                         renewed_at.is_some_and(|at| at.elapsed() < self.options.renew_deadline);
                     let failure = Failure::of(&error);
-                    tracing::warn!(
-                        lease = %self.options.name,
-                        error = %error,
-                        "cannot renew the status lease: {}",
-                        failure.hint()
-                    );
+                    let repeat = last_warned.is_some_and(|(last, at)| {
+                        last == failure && at.elapsed() < WARN_AGAIN_AFTER
+                    });
+                    if repeat {
+                        tracing::debug!(lease = %self.options.name, error = %error, "the status lease is still unavailable");
+                    } else {
+                        last_warned = Some((failure, Instant::now()));
+                        tracing::warn!(
+                            lease = %self.options.name,
+                            error = %error,
+                            "cannot take or renew the status lease: {}",
+                            failure.hint()
+                        );
+                    }
                     if !still_valid {
                         renewed_at = None;
                     }
