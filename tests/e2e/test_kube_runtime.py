@@ -25,6 +25,7 @@ from kube import (
     events_path,
     lease_path,
     mcpgroup_path,
+    mcpserver_path,
     mcpserverentry_path,
     vmcp_path,
 )
@@ -432,6 +433,47 @@ async def test_entries_come_and_go_live(cluster: Cluster) -> None:
         lambda s: s.get("backendCount") == 1 and backend_entry(s, "gamma") and not backend_entry(s, "alpha"),
         "the CR to list gamma only",
     )
+    assert obj["status"]["phase"] == "Ready"
+    gateway.check_alive()
+
+
+def test_mcp_servers_join_when_serving_and_leave_when_stopped(cluster: Cluster) -> None:
+    """An MCPServer becomes a backend once the operator publishes its status.url (transport from
+    proxyMode), and leaves when it is Stopped; one outside the group is ignored."""
+    cluster.add_entry("alpha")
+    served = cluster.launcher.example_http("delta")
+    gateway = cluster.runtime()
+    cluster.wait_status(phase_is("Ready", backend_is("alpha", "ready")), "Ready with alpha")
+    kube, ns = cluster.kube, cluster.namespace
+
+    def server(name: str, group: str) -> None:
+        kube.create(
+            mcpserver_path(ns),
+            {"apiVersion": API_VERSION, "kind": "MCPServer", "metadata": {"name": name, "namespace": ns},
+             "spec": {"image": "example", "transport": "stdio", "proxyMode": "streamable-http", "groupRef": group}},
+        )
+
+    def publish(name: str, phase: str, url: str | None) -> None:
+        status: dict[str, Any] = {"phase": phase}
+        if url:
+            status["url"] = url
+        kube.apply_status(
+            mcpserver_path(ns, name),
+            {"apiVersion": API_VERSION, "kind": "MCPServer", "metadata": {"name": name, "namespace": ns}, "status": status},
+            field_manager=OPERATOR_MANAGER,
+        )
+
+    server("delta", GROUP)
+    server("outsider", "another-group")
+    publish("outsider", "Ready", served.url)
+    publish("delta", "Pending", None)  # no URL yet: not a backend
+    publish("delta", "Ready", served.url)
+    obj = cluster.wait_status(phase_is("Ready", backend_is("delta", "ready")), "delta to join")
+    assert obj["status"]["backendCount"] == 2
+    assert backend_entry(obj["status"], "outsider") is None
+
+    publish("delta", "Stopped", served.url)
+    obj = cluster.wait_status(lambda s: backend_entry(s, "delta") is None and s.get("backendCount") == 1, "delta to leave")
     assert obj["status"]["phase"] == "Ready"
     gateway.check_alive()
 
