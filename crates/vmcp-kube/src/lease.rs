@@ -65,10 +65,9 @@ impl LeaseOptions {
     }
 }
 
-/// The Lease name for the status of the `VirtualMCPServer` `vmcp_name`.
-pub fn status_lease_name(vmcp_name: &str) -> String {
-    format!("{vmcp_name}-vmcp-status")
-}
+/// The Lease name for the status of the `VirtualMCPServer` `vmcp_name`:
+/// the one the shipped RBAC (`deploy/rbac`) grants.
+pub use vmcp_crd::rbac::status_lease_name;
 
 /// What the elector knows about the Lease from its last read.
 #[derive(Clone, Debug, PartialEq, Eq)]
