@@ -247,6 +247,23 @@ impl Status {
         self.conditions.iter().find(|c| c.type_ == type_)
     }
 
+    /// Whether `other` reports the same state, ignoring also each backend's
+    /// `consecutiveFailures`: a counter that grows with every reconnect
+    /// attempt of a dead backend is a time series, not a change of state
+    /// (its value travels with the next real change or heartbeat). Reporters
+    /// that write to shared storage (the API server, a file) compare with
+    /// this; see `docs/status.md`.
+    pub fn same_report_as(&self, other: &Status) -> bool {
+        let strip = |status: &Status| {
+            let mut copy = status.clone();
+            for backend in &mut copy.discovered_backends {
+                backend.consecutive_failures = 0;
+            }
+            copy
+        };
+        strip(self).same_content_as(&strip(other))
+    }
+
     /// Whether `other` says the same thing, ignoring the fields that move
     /// on every probe (`timestamp`, each backend's `lastHealthCheck`).
     /// Reporters write only when this is false (or on their heartbeat).

@@ -352,3 +352,34 @@ fn wire_format_uses_the_reference_names() {
     let back: Status = serde_json::from_value(json).expect("round trip");
     assert_eq!(back, status);
 }
+
+#[test]
+fn failure_counters_are_content_but_not_a_change_of_state() {
+    let mut dead = backend("dead", HealthState::Unhealthy);
+    dead.consecutive_failures = 3;
+    let before = build_status(&snapshot(vec![dead.clone()]), Some(1), None, ts(200));
+    dead.consecutive_failures = 4;
+    dead.last_health_check = Some(ts(230));
+    let after = build_status(
+        &snapshot(vec![dead.clone()]),
+        Some(1),
+        Some(&before),
+        ts(230),
+    );
+    assert!(
+        !after.same_content_as(&before),
+        "metrics must see the new count"
+    );
+    assert!(
+        after.same_report_as(&before),
+        "a shared destination need not be rewritten"
+    );
+
+    dead.health = HealthState::Healthy;
+    dead.message = None;
+    let recovered = build_status(&snapshot(vec![dead]), Some(1), Some(&after), ts(240));
+    assert!(
+        !recovered.same_report_as(&after),
+        "a change of state is a change"
+    );
+}

@@ -454,6 +454,10 @@ impl Reporter for MetricsReporter {
         "metrics"
     }
 
+    fn wants_counter_changes(&self) -> bool {
+        true
+    }
+
     fn apply<'a>(&'a self, status: &'a Status, _why: ReportReason) -> ReportFuture<'a> {
         self.metrics.observe_status(status);
         Box::pin(std::future::ready(Ok(())))

@@ -50,6 +50,14 @@ pub trait Reporter: Send + Sync + 'static {
     /// logs and as the `reporter` label of `vmcp_status_writes_total`.
     fn name(&self) -> &'static str;
 
+    /// Whether this reporter wants every change of content, counters
+    /// included ([`Status::same_content_as`]), rather than only changes of
+    /// state ([`Status::same_report_as`], the default). The metrics
+    /// reporter does: its gauges are cheap to set and should be current.
+    fn wants_counter_changes(&self) -> bool {
+        false
+    }
+
     /// Writes `status` once. Errors that [`ReportError::is_retryable`] are
     /// retried with backoff (unless a newer status replaces this one).
     fn apply<'a>(&'a self, status: &'a Status, why: ReportReason) -> ReportFuture<'a>;

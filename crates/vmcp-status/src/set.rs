@@ -5,9 +5,10 @@
 //! blocks, never fails, and costs the same however slow the reporters are.
 //! Each reporter's task then follows the rules of `docs/status.md`:
 //!
-//! - **No write when nothing changed.** A status is written only when its
-//!   content differs ([`Status::same_content_as`]) from the last one this
-//!   reporter wrote, or when the heartbeat elapsed since its last write
+//! - **No write when nothing changed.** A status is written only when the
+//!   state it reports differs ([`Status::same_report_as`]; counters such as
+//!   `consecutiveFailures` do not count) from the last one this reporter
+//!   wrote, or when the heartbeat elapsed since its last write
 //!   (then the latest status is written again with a fresh timestamp,
 //!   reason [`ReportReason::Heartbeat`]).
 //! - **Newest wins.** The channel holds only the latest status; a task picks
@@ -348,6 +349,16 @@ impl Worker {
         self.flush_final().await;
     }
 
+    /// Whether `latest` needs no write after `applied` (see
+    /// [`Reporter::wants_counter_changes`]).
+    fn unchanged(&self, latest: &Status, applied: &Status) -> bool {
+        if self.reporter.wants_counter_changes() {
+            latest.same_content_as(applied)
+        } else {
+            latest.same_report_as(applied)
+        }
+    }
+
     /// A new status was reported: decide whether it needs writing.
     fn take_latest(&mut self, state: &mut State) {
         let Some(latest) = self.rx.borrow_and_update().clone() else {
@@ -356,7 +367,7 @@ impl Worker {
         let unchanged = state
             .applied
             .as_ref()
-            .is_some_and(|applied| latest.same_content_as(applied));
+            .is_some_and(|applied| self.unchanged(&latest, applied));
         match (&mut state.pending, unchanged) {
             (_, false) => {
                 // Replaces whatever was pending; a running backoff is kept, so
@@ -386,7 +397,7 @@ impl Worker {
         let unchanged = state
             .applied
             .as_ref()
-            .is_some_and(|applied| latest.same_content_as(applied));
+            .is_some_and(|applied| self.unchanged(&latest, applied));
         state.pending = Some(if unchanged {
             Pending {
                 status: with_fresh_timestamp(latest),

@@ -286,6 +286,56 @@ async fn no_write_when_unchanged_then_heartbeats() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_growing_failure_count_is_not_a_change_but_metrics_follow_it() {
+    let heartbeat = Duration::from_secs(30);
+    let (recorder, mut attempts) = Recorder::new("rec");
+    let metrics = Metrics::new();
+    let set = ReporterSet::start(
+        vec![
+            Arc::new(recorder),
+            Arc::new(MetricsReporter::new(metrics.clone())),
+        ],
+        options(heartbeat),
+    );
+    let with_failures = |failures: u32| {
+        let mut s = status(Phase::Degraded, "1 of 2 backends ready");
+        s.backend_count = 2;
+        s.discovered_backends = vec![
+            backend(
+                "dead",
+                BackendStatus::Unavailable,
+                CircuitState::Open,
+                failures,
+            ),
+            backend("a", BackendStatus::Ready, CircuitState::Closed, 0),
+        ];
+        s
+    };
+    set.report(with_failures(3));
+    let first = next(&mut attempts).await;
+    assert_eq!(first.reason, ReportReason::Changed);
+    let start = first.at;
+
+    // A dead backend's reconnect attempts bump its counter every few seconds.
+    for failures in 4..10 {
+        tokio::time::advance(Duration::from_secs(4)).await;
+        set.report(with_failures(failures));
+    }
+    tokio::task::yield_now().await;
+    let gauge = "vmcp_backend_consecutive_failures{backend=\"dead\"} 9";
+    assert!(
+        metrics.render().lines().any(|l| l == gauge),
+        "metrics should follow the counter:\n{}",
+        metrics.render()
+    );
+    // The shared destination hears of it only with the heartbeat.
+    let beat = next(&mut attempts).await;
+    assert_eq!(beat.reason, ReportReason::Heartbeat);
+    assert_eq!(beat.at - start, heartbeat);
+    set.shutdown(None).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn heartbeat_zero_means_no_heartbeat() {
     let (recorder, mut attempts) = Recorder::new("rec");
     let set = ReporterSet::start(vec![Arc::new(recorder)], options(Duration::ZERO));
