@@ -217,6 +217,11 @@ async fn write_on_takeover(shared: std::sync::Weak<Shared>, mut leadership: Lead
         if leadership.wait_for(|leading| *leading).await.is_err() {
             return;
         }
+        // Another replica wrote while this one waited: read the object's
+        // phase again, so Events follow what it really showed.
+        if let Some(shared) = shared.upgrade() {
+            shared.writer.lock().await.phase = None;
+        }
         let mut delay = Duration::from_millis(250);
         loop {
             let Some(shared) = shared.upgrade() else {
