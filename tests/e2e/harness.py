@@ -918,6 +918,22 @@ def parse_time(text: str) -> float:
     return whole + float("0." + (match[2] or "0"))
 
 
+def phase_is(phase: str, *also: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], bool]:
+    """Predicate on a status: its phase is `phase` and every `also` predicate holds."""
+    return lambda status: status.get("phase") == phase and all(check(status) for check in also)
+
+
+class ListChanges:
+    """A client message handler counting the `notifications/tools/list_changed` it receives."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            self.count += 1
+
+
 def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
     found = [c for c in status.get("conditions") or [] if c.get("type") == type_]
     assert len(found) == 1, f"expected exactly one {type_} condition: {status.get('conditions')}"
@@ -930,11 +946,16 @@ def backend_entry(status: dict[str, Any], name: str) -> dict[str, Any]:
     return found[0]
 
 
+def find_backend(status: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The discoveredBackends entry `name`, or None when it is not listed."""
+    return next((b for b in status.get("discoveredBackends") or [] if b.get("name") == name), None)
+
+
 def backend_is(name: str, state: str, **extra: Any) -> Callable[[dict[str, Any]], bool]:
     """Predicate on a status: backend `name` has `status == state` (and the given other fields)."""
 
     def check(status: dict[str, Any]) -> bool:
-        entry = next((b for b in status.get("discoveredBackends") or [] if b.get("name") == name), None)
+        entry = find_backend(status, name)
         return (
             entry is not None
             and entry.get("status") == state

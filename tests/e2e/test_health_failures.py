@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any
 
 import httpx
-import mcp_types as types
 import pytest
 from mcp import Client
 
 from harness import (
+    phase_is,
+    ListChanges,
     EVERYTHING_JS,
     HEALTH_INTERVAL,
     HEALTH_TIMEOUT,
@@ -55,21 +55,6 @@ DETECT_BY_PROBES = HEALTH_INTERVAL * UNHEALTHY_THRESHOLD + 2.0
 # Reconnecting backs off (up to seconds) while the backend is down.
 RECOVER = 30.0
 FAIL_FAST = 1.0
-
-
-class ListChanges:
-    """Counts `notifications/tools/list_changed` a client receives."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def __call__(self, message: Any) -> None:
-        if isinstance(message, types.ToolListChangedNotification):
-            self.count += 1
-
-
-def phase_is(phase: str, *also: Any) -> Any:
-    return lambda status: status.get("phase") == phase and all(check(status) for check in also)
 
 
 async def tools_of(client: Client, backend: str) -> set[str]:

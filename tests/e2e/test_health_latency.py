@@ -17,12 +17,13 @@ from typing import Any
 
 import anyio
 import httpx
-import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from harness import (
+    phase_is,
+    ListChanges,
     CIRCUIT_FAILURE_THRESHOLD,
     CIRCUIT_OPEN_TIMEOUT,
     DEGRADED_LATENCY,
@@ -57,19 +58,6 @@ assert DEGRADED_LATENCY < SLOW_MS / 1000 < HEALTH_TIMEOUT
 SLOW_BUCKET = "0.25"
 assert DEGRADED_LATENCY < float(SLOW_BUCKET) < SLOW_MS / 1000
 EX_CALL_TIMEOUT = 0.5  # operational.timeouts.perWorkload.ex in the circuit test
-
-
-class ListChanges:
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def __call__(self, message: Any) -> None:
-        if isinstance(message, types.ToolListChangedNotification):
-            self.count += 1
-
-
-def phase_is(phase: str, *also: Any) -> Any:
-    return lambda status: status.get("phase") == phase and all(check(status) for check in also)
 
 
 async def probe_counts(gateway: Gateway, backend: str) -> tuple[int, int]:

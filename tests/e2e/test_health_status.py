@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from harness import (
+    phase_is,
     PY_BACKEND,
     Gateway,
     Launcher,
@@ -35,10 +36,6 @@ pytestmark = pytest.mark.anyio
 CAMEL_CASE = re.compile(r"[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+)*")
 CONDITION_TYPES = ("Ready", "BackendsDiscovered", "Degraded")
 SECRETS = ("e2e-user", "s3cret-pass", "t0ken-in-query")
-
-
-def phase_is(phase: str, *also: Any) -> Any:
-    return lambda status: status.get("phase") == phase and all(check(status) for check in also)
 
 
 def assert_well_formed(status: dict[str, Any], generation: int | None) -> None:

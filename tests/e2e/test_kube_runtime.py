@@ -16,7 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import REPO, ExampleHttp, Gateway, Launcher, await_until, base_gateway_config, connect, tool_names
+from harness import (
+    REPO,
+    ExampleHttp,
+    Gateway,
+    Launcher,
+    await_until,
+    backend_is,
+    base_gateway_config,
+    connect,
+    find_backend,
+    phase_is,
+    tool_names,
+)
 from kube import (
     API_VERSION,
     Kube,
@@ -105,18 +117,6 @@ class Cluster:
         return self.kube.wait_object(self.vmcp, lambda o: predicate(o.get("status") or {}), timeout, what, interval=0.2)
 
 
-def backend_entry(status: dict[str, Any], name: str) -> dict[str, Any] | None:
-    return next((b for b in status.get("discoveredBackends") or [] if b.get("name") == name), None)
-
-
-def backend_is(name: str, state: str) -> Any:
-    return lambda status: (backend_entry(status, name) or {}).get("status") == state
-
-
-def phase_is(phase: str, *also: Any) -> Any:
-    return lambda status: status.get("phase") == phase and all(check(status) for check in also)
-
-
 def status_managers(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """managedFields entries of the status subresource, by manager."""
     return {
@@ -169,7 +169,7 @@ def test_status_tells_the_truth_about_backends(cluster: Cluster) -> None:
     killed = time.monotonic()
     obj = cluster.wait_status(phase_is("Degraded", backend_is("beta", "unavailable")), "the CR to show beta unavailable")
     took = time.monotonic() - killed
-    assert backend_entry(obj["status"], "alpha")["status"] == "ready"
+    assert find_backend(obj["status"], "alpha")["status"] == "ready"
     assert "beta" in obj["status"]["message"]
     assert "127.0.0.1" not in obj["status"]["message"], "no internal addresses in the message"
     assert took < SHOWS
@@ -263,7 +263,7 @@ def test_operator_and_runtime_own_their_own_fields(cluster: Cluster) -> None:
     cluster.kube.apply_status(cluster.vmcp, operator_status, field_manager=OPERATOR_MANAGER)
     obj = cluster.get()
     assert obj["status"]["phase"] == "Degraded"
-    assert backend_entry(obj["status"], "beta")["status"] == "unavailable"
+    assert find_backend(obj["status"], "beta")["status"] == "unavailable"
     assert condition(obj, "Ready") is not None
 
 
@@ -332,7 +332,7 @@ def test_reporter_recovers_from_an_api_server_restart(cluster: Cluster, kube_res
     finally:
         kube_restart.start_apiserver()
     obj = cluster.wait_status(phase_is("Degraded", backend_is("beta", "unavailable")), "the latest status after the restart", timeout=60)
-    assert backend_entry(obj["status"], "alpha")["status"] == "ready"
+    assert find_backend(obj["status"], "alpha")["status"] == "ready"
     gateway.check_alive()
 
 
@@ -430,7 +430,7 @@ async def test_entries_come_and_go_live(cluster: Cluster) -> None:
 
         await await_until(alpha_gone, 20, what="alpha's tools to leave the catalogue")
     obj = cluster.wait_status(
-        lambda s: s.get("backendCount") == 1 and backend_entry(s, "gamma") and not backend_entry(s, "alpha"),
+        lambda s: s.get("backendCount") == 1 and find_backend(s, "gamma") and not find_backend(s, "alpha"),
         "the CR to list gamma only",
     )
     assert obj["status"]["phase"] == "Ready"
@@ -470,10 +470,10 @@ def test_mcp_servers_join_when_serving_and_leave_when_stopped(cluster: Cluster) 
     publish("delta", "Ready", served.url)
     obj = cluster.wait_status(phase_is("Ready", backend_is("delta", "ready")), "delta to join")
     assert obj["status"]["backendCount"] == 2
-    assert backend_entry(obj["status"], "outsider") is None
+    assert find_backend(obj["status"], "outsider") is None
 
     publish("delta", "Stopped", served.url)
-    obj = cluster.wait_status(lambda s: backend_entry(s, "delta") is None and s.get("backendCount") == 1, "delta to leave")
+    obj = cluster.wait_status(lambda s: find_backend(s, "delta") is None and s.get("backendCount") == 1, "delta to leave")
     assert obj["status"]["phase"] == "Ready"
     gateway.check_alive()
 
@@ -501,5 +501,5 @@ def test_deleted_object_is_survived(cluster: Cluster) -> None:
          "spec": {"groupRef": {"name": GROUP}}},
     )
     obj = cluster.wait_status(phase_is("Failed"), "the status on the recreated object", timeout=30)
-    assert backend_entry(obj["status"], "alpha")["status"] == "unavailable"
+    assert find_backend(obj["status"], "alpha")["status"] == "unavailable"
     gateway.check_alive()

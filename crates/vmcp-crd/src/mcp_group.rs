@@ -74,9 +74,6 @@ pub struct MCPGroupStatus {
     pub entry_count: Option<i32>,
     /// Conditions, keyed by `type`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend(
-        "x-kubernetes-list-type" = "map",
-        "x-kubernetes-list-map-keys" = ["type"]
-    ))]
+    #[schemars(schema_with = "crate::schema::conditions")]
     pub conditions: Option<Vec<Condition>>,
 }

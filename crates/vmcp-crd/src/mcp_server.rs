@@ -110,9 +110,6 @@ pub struct MCPServerStatus {
     pub message: Option<String>,
     /// Conditions, keyed by `type`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend(
-        "x-kubernetes-list-type" = "map",
-        "x-kubernetes-list-map-keys" = ["type"]
-    ))]
+    #[schemars(schema_with = "crate::schema::conditions")]
     pub conditions: Option<Vec<Condition>>,
 }

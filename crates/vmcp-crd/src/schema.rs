@@ -11,3 +11,25 @@ pub(crate) fn free_form_object(_: &mut SchemaGenerator) -> Schema {
         "x-kubernetes-preserve-unknown-fields": true,
     })
 }
+
+/// A list of `Condition`s that server-side apply merges per `type`, so each
+/// writer owns its own entries.
+pub(crate) fn conditions(generator: &mut SchemaGenerator) -> Schema {
+    keyed_list::<crate::condition::Condition>(generator, "type")
+}
+
+/// A list of backends that server-side apply merges per `name`.
+pub(crate) fn backends(generator: &mut SchemaGenerator) -> Schema {
+    keyed_list::<crate::virtual_mcp_server::DiscoveredBackend>(generator, "name")
+}
+
+/// The schema of an optional list of `T`, marked as a map keyed by `key`.
+fn keyed_list<T: schemars::JsonSchema>(generator: &mut SchemaGenerator, key: &str) -> Schema {
+    let mut schema = generator.subschema_for::<Option<Vec<T>>>();
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!([key]),
+    );
+    schema
+}

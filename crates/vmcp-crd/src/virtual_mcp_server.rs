@@ -111,18 +111,12 @@ pub struct VirtualMCPServerStatus {
     /// Conditions, keyed by `type`. The runtime reports `Ready` (summary),
     /// `BackendsDiscovered` and `Degraded`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend(
-        "x-kubernetes-list-type" = "map",
-        "x-kubernetes-list-map-keys" = ["type"]
-    ))]
+    #[schemars(schema_with = "crate::schema::conditions")]
     pub conditions: Option<Vec<Condition>>,
     /// Backends, the least healthy first, at most 100 (`backendCount` and
     /// `message` cover all of them). Keyed by `name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend(
-        "x-kubernetes-list-type" = "map",
-        "x-kubernetes-list-map-keys" = ["name"]
-    ))]
+    #[schemars(schema_with = "crate::schema::backends")]
     pub discovered_backends: Option<Vec<DiscoveredBackend>>,
     /// Number of backends, listed or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,17 +11,18 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use rmcp::RoleClient;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, ClientRequest, CompletionContext, ErrorCode,
     GetPromptRequestParams, PingRequest, ProgressToken, ReadResourceRequestParams,
 };
-use rmcp::service::PeerRequestOptions;
+use rmcp::service::{PeerRequestOptions, RequestHandle};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use support::{
     Client, DEADLINE, EVERYTHING_CORE_TOOLS, EVERYTHING_PROMPTS, EXAMPLE_TOOLS, ExampleBackend,
-    PY_TOOLS, PyBackend, TestGateway, args, call, call_error, call_text, eventually,
+    PY_TOOLS, PyBackend, Recorder, TestGateway, args, call, call_error, call_text, eventually,
     everything_stdio, free_port, gateway_config, set, text_of, tool_names, tool_pages,
     within_deadline,
 };
@@ -61,6 +62,37 @@ fn slow_request(tool: &str, arguments: Value) -> ClientRequest {
     ClientRequest::CallToolRequest(CallToolRequest::new(
         CallToolRequestParams::new(tool.to_owned()).with_arguments(args(arguments)),
     ))
+}
+
+/// Sends a slow `tools/call` whose progress and cancellation the test follows.
+async fn send_slow(client: &Client, tool: &str, arguments: Value) -> RequestHandle<RoleClient> {
+    within_deadline(
+        &format!("send {tool}"),
+        client.send_cancellable_request(
+            slow_request(tool, arguments),
+            PeerRequestOptions::no_options(),
+        ),
+    )
+    .await
+    .unwrap_or_else(|err| panic!("send {tool}: {err}"))
+}
+
+/// Cancels `handle` once the backend works on it (its first progress came).
+async fn cancel_after_first_progress(
+    handle: RequestHandle<RoleClient>,
+    recorder: &Recorder,
+    tool: &str,
+) {
+    let token = handle.progress_token.clone();
+    eventually(
+        DEADLINE,
+        &format!("the first progress of {tool}"),
+        async || (!recorder.progress_for(&token).is_empty()).then_some(()),
+    )
+    .await;
+    within_deadline("cancel", handle.cancel(Some("test cancels".into())))
+        .await
+        .expect("send notifications/cancelled");
 }
 
 /// Moves the client's progress-token counter well away from the small
@@ -375,15 +407,7 @@ async fn progress_reaches_the_client_under_its_own_token() {
     let (client, recorder) = gateway.connect().await;
     advance_client_tokens(&client).await;
 
-    let handle = within_deadline(
-        "send ex_slow",
-        client.send_cancellable_request(
-            slow_request("ex_slow", json!({"millis": 600})),
-            PeerRequestOptions::no_options(),
-        ),
-    )
-    .await
-    .expect("send ex_slow");
+    let handle = send_slow(&client, "ex_slow", json!({"millis": 600})).await;
     let token = handle.progress_token.clone();
     let answer = within_deadline("ex_slow to finish", handle.await_response())
         .await
@@ -414,15 +438,7 @@ async fn progress_reaches_the_client_under_its_own_token() {
     );
 
     // The same through the Python SDK over SSE.
-    let handle = within_deadline(
-        "send pysse_slow",
-        client.send_cancellable_request(
-            slow_request("pysse_slow", json!({"seconds": 0.5})),
-            PeerRequestOptions::no_options(),
-        ),
-    )
-    .await
-    .expect("send pysse_slow");
+    let handle = send_slow(&client, "pysse_slow", json!({"seconds": 0.5})).await;
     let py_token = handle.progress_token.clone();
     assert_ne!(py_token, token);
     within_deadline("pysse_slow to finish", handle.await_response())
@@ -456,24 +472,8 @@ async fn cancelling_a_call_cancels_it_at_the_backend() {
     let (client, recorder) = gateway.connect().await;
 
     assert_eq!(ex.server.slow_calls_cancelled(), 0);
-    let handle = within_deadline(
-        "send ex_slow",
-        client.send_cancellable_request(
-            slow_request("ex_slow", json!({"millis": 30000})),
-            PeerRequestOptions::no_options(),
-        ),
-    )
-    .await
-    .expect("send ex_slow");
-    let token = handle.progress_token.clone();
-    // The backend is working on it once its first progress arrives.
-    eventually(DEADLINE, "the first progress of ex_slow", async || {
-        (!recorder.progress_for(&token).is_empty()).then_some(())
-    })
-    .await;
-    within_deadline("cancel", handle.cancel(Some("test cancels".into())))
-        .await
-        .expect("send notifications/cancelled");
+    let handle = send_slow(&client, "ex_slow", json!({"millis": 30000})).await;
+    cancel_after_first_progress(handle, &recorder, "ex_slow").await;
     eventually(
         Duration::from_secs(5),
         "the example server to see the cancellation",
@@ -499,23 +499,8 @@ async fn cancelling_a_call_cancels_it_at_the_backend() {
     .await;
 
     // The same through the Python SDK over SSE (its `stats` tool counts).
-    let handle = within_deadline(
-        "send pysse_slow",
-        client.send_cancellable_request(
-            slow_request("pysse_slow", json!({"seconds": 30})),
-            PeerRequestOptions::no_options(),
-        ),
-    )
-    .await
-    .expect("send pysse_slow");
-    let token = handle.progress_token.clone();
-    eventually(DEADLINE, "the first progress of pysse_slow", async || {
-        (!recorder.progress_for(&token).is_empty()).then_some(())
-    })
-    .await;
-    within_deadline("cancel", handle.cancel(Some("test cancels".into())))
-        .await
-        .expect("send notifications/cancelled");
+    let handle = send_slow(&client, "pysse_slow", json!({"seconds": 30})).await;
+    cancel_after_first_progress(handle, &recorder, "pysse_slow").await;
     let stats = eventually(
         Duration::from_secs(5),
         "pysse to see the cancellation",

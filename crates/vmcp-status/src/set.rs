@@ -349,14 +349,16 @@ impl Worker {
         self.flush_final().await;
     }
 
-    /// Whether `latest` needs no write after `applied` (see
-    /// [`Reporter::wants_counter_changes`]).
-    fn unchanged(&self, latest: &Status, applied: &Status) -> bool {
-        if self.reporter.wants_counter_changes() {
-            latest.same_content_as(applied)
-        } else {
-            latest.same_report_as(applied)
-        }
+    /// Whether the destination already shows what `latest` says, so it
+    /// needs no write (see [`Reporter::wants_counter_changes`]).
+    fn already_applied(&self, state: &State, latest: &Status) -> bool {
+        state.applied.as_ref().is_some_and(|applied| {
+            if self.reporter.wants_counter_changes() {
+                latest.same_content_as(applied)
+            } else {
+                latest.same_report_as(applied)
+            }
+        })
     }
 
     /// A new status was reported: decide whether it needs writing.
@@ -364,10 +366,7 @@ impl Worker {
         let Some(latest) = self.rx.borrow_and_update().clone() else {
             return;
         };
-        let unchanged = state
-            .applied
-            .as_ref()
-            .is_some_and(|applied| self.unchanged(&latest, applied));
+        let unchanged = self.already_applied(state, &latest);
         match (&mut state.pending, unchanged) {
             (_, false) => {
                 // Replaces whatever was pending; a running backoff is kept, so
@@ -394,10 +393,7 @@ impl Worker {
         let Some(latest) = self.rx.borrow_and_update().clone() else {
             return;
         };
-        let unchanged = state
-            .applied
-            .as_ref()
-            .is_some_and(|applied| self.unchanged(&latest, applied));
+        let unchanged = self.already_applied(state, &latest);
         state.pending = Some(if unchanged {
             Pending {
                 status: with_fresh_timestamp(latest),
