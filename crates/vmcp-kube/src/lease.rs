@@ -289,15 +289,12 @@ impl LeaseElector {
                     Err(error) => Err(error),
                 }
             }
-            Decision::Renew | Decision::Acquire => {
+            decision @ (Decision::Renew | Decision::Acquire) => {
                 let Some(mut lease) = current else {
                     return Ok(false);
                 };
                 let spec = lease.spec.take().unwrap_or_default();
-                let acquiring = matches!(
-                    decide(&view, &self.options.identity, now, self.options.duration),
-                    Decision::Acquire
-                );
+                let acquiring = decision == Decision::Acquire;
                 let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(acquiring);
                 let acquired_at = if acquiring { None } else { spec.acquire_time };
                 lease.spec = Some(self.held_spec(now, acquired_at, transitions));
