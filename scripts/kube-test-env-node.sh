@@ -144,7 +144,7 @@ record_host_state() {
   mv "$STATE/node/sysctl.saved.tmp" "$STATE/node/sysctl.saved"
   ls /run/netns 2>/dev/null >"$STATE/node/netns.before" || true
   local d
-  for d in /run/containerd /var/lib/cni /opt/cni /etc/cni; do
+  for d in /run/containerd /run/netns /var/lib/cni; do
     [[ -e "$d" ]] && printf '%s\n' "$d"
   done >"$STATE/node/dirs.before" || true
 }
@@ -498,7 +498,7 @@ kill_pod_processes() {
   local round pids
   for round in 1 2 3 4 5; do
     pids="$(cat /sys/fs/cgroup/pids/kubepods/cgroup.procs /sys/fs/cgroup/pids/kubepods/*/cgroup.procs \
-      /sys/fs/cgroup/pids/kubepods/*/*/cgroup.procs /sys/fs/cgroup/pids/kubepods/*/*/*/cgroup.procs 2>/dev/null | sort -u)"
+      /sys/fs/cgroup/pids/kubepods/*/*/cgroup.procs /sys/fs/cgroup/pids/kubepods/*/*/*/cgroup.procs 2>/dev/null | sort -u || true)"
     [[ -n "$pids" ]] || return 0
     log "killing processes left in pod cgroups: $(tr '\n' ' ' <<<"$pids")"
     # shellcheck disable=SC2086 # one pid per word
@@ -576,5 +576,7 @@ remove_new_dirs() {
     grep -qx "$d" "$STATE/node/dirs.before" && continue
     [[ -e "$d" ]] && rm -rf "$d"
   done
+  # (Only when empty: network namespaces of others live there too.)
+  grep -qx /run/netns "$STATE/node/dirs.before" || rmdir /run/netns 2>/dev/null || true
   return 0
 }
