@@ -12,8 +12,8 @@
 #   localhost/vmcp/vmcp:latest, localhost/vmcp/vmcp-example-server:latest, localhost/vmcp/pause:latest
 #
 # Each image is one layer: the stripped release binary, the shared libraries it links (copied
-# from this machine, as `ldd` lists them), /etc/passwd and /etc/group with the user `vmcp`
-# (65532:65532, the image's user), and /tmp. The pause image is a static C program
+# from this machine, as `ldd` lists them), the CA bundle (/etc/ssl/certs/ca-certificates.crt),
+# /etc/passwd and /etc/group with the user `vmcp` (65532:65532, the image's user), and /tmp. The pause image is a static C program
 # (images/pause/pause.c) that sleeps until SIGTERM/SIGINT and reaps children.
 # `Dockerfile` at the top of the repository builds an equivalent vmcp image with a Docker daemon.
 #
@@ -69,6 +69,15 @@ write_etc() {
   chmod 1777 "$root/tmp"
   printf 'root:x:0:0:root:/:/sbin/nologin\nvmcp:x:%s:%s:vmcp:/tmp:/sbin/nologin\n' "$UID_GID" "$UID_GID" >"$root/etc/passwd"
   printf 'root:x:0:\nvmcp:x:%s:\n' "$UID_GID" >"$root/etc/group"
+}
+
+# The CA bundle of this machine (Debian's ca-certificates): vmcp's HTTP client loads the system
+# roots at start (for https backends) and refuses to start without any.
+write_ca_bundle() {
+  local root="$1" bundle=/etc/ssl/certs/ca-certificates.crt
+  [[ -s "$bundle" ]] || die "$bundle missing (apt-get install ca-certificates)"
+  mkdir -p "$root/etc/ssl/certs"
+  cp -L "$bundle" "$root/etc/ssl/certs/ca-certificates.crt"
 }
 
 # Copy a binary, stripped, plus every shared library it loads (same paths as on this machine).
@@ -127,6 +136,7 @@ build_binary_image() {
   local name="$1" exposed="$2" root
   root="$(mktemp -d)"
   write_etc "$root"
+  write_ca_bundle "$root"
   install_binary "$BIN_DIR/$name" "$root" "/usr/local/bin/$name"
   pack_image "$name" "$root" \
     "{\"User\":\"$UID_GID:$UID_GID\",\"Entrypoint\":[\"/usr/local/bin/$name\"],\"WorkingDir\":\"/tmp\",\"Env\":[\"PATH=/usr/local/bin:/usr/bin:/bin\"],\"ExposedPorts\":{\"$exposed/tcp\":{}},\"Labels\":{\"org.opencontainers.image.source\":\"vmcp\"}}"
