@@ -91,12 +91,19 @@ def bench_idle(kube: Kube, imgs: dict[str, str], seconds: float) -> None:
         elapsed = time.monotonic() - t0
         stat = dict(line.split() for line in (mem / "memory.stat").read_text().splitlines())
         usage = int((mem / "memory.usage_in_bytes").read_text())
+        # Cross-check from the process side: VmRSS of the container's processes.
+        vmrss_kib = 0
+        for pid in (mem / "cgroup.procs").read_text().split():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    vmrss_kib += int(line.split()[1])
     finally:
         kube.delete(namespace_path(cluster.namespace), missing_ok=True)
     cpu_pct = (usage1 - usage0) / 1e9 / elapsed * 100
     print("| metric (gateway pod, 3 backends, idle, health checks every 2 s) | value |\n|---|---|")
     print(f"| RSS (cgroup memory.stat total_rss) | {int(stat['total_rss']) / 2**20:.1f} MiB |")
     print(f"| cgroup memory.usage_in_bytes (RSS + page cache) | {usage / 2**20:.1f} MiB |")
+    print(f"| VmRSS of the container's processes (/proc, includes the shared binary pages) | {vmrss_kib / 1024:.1f} MiB |")
     print(f"| CPU (cpuacct.usage over {elapsed:.0f} s) | {cpu_pct:.2f} % of one core |")
 
 
