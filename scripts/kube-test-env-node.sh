@@ -442,6 +442,7 @@ node_leftovers() {
   [[ -d "$STATE/node" || -d "$STATE/containerd" || -d "$STATE/kubelet" ]]
 }
 
+# The node's processes: kubelet, kube-proxy, scheduler, controller-manager, containers, containerd.
 stop_node() {
   load_node_env 2>/dev/null || true
   CONTAINERD_ADDRESS="${CONTAINERD_ADDRESS:-$STATE/containerd/containerd.sock}"
@@ -457,6 +458,11 @@ stop_node() {
   # Shims (their command line names our containerd socket) and anything still in a pod cgroup.
   for pid in $(node_stray_pids); do kill_and_wait "stray node process" "$pid"; done
   kill_pod_processes
+}
+
+# After the control plane has stopped (the API server listens on the bridge's address; with it
+# gone, its graceful shutdown hangs): everything the node left on the host.
+clean_node_host() {
   remove_pod_netns
   unmount_state_dir
   remove_pod_cgroups

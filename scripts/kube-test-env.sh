@@ -174,12 +174,15 @@ stop_apiserver_proc() {
 
 stop_all() {
   local pid
-  # The node first (its pods and kubelet need the API server to stop cleanly is not assumed:
-  # everything is torn down from local state), then the control plane.
-  if [[ -f "$STATE/node/env" ]] || node_leftovers; then stop_node; fi
+  # The node's processes first (torn down from local state, without the API server's help),
+  # then the control plane, then what the node left on the host (bridge, mounts, cgroups...).
+  local node=0
+  if [[ -f "$STATE/node/env" ]] || node_leftovers; then node=1; fi
+  if ((node)); then stop_node; fi
   stop_apiserver_proc
   kill_and_wait etcd "$(read_pid etcd)"
   for pid in $(stray_pids); do kill_and_wait "stray process" "$pid"; done
+  if ((node)); then clean_node_host; fi
   if [[ -d "$STATE" ]]; then
     [[ -e "$STATE/$MARKER" || -z "$(ls -A "$STATE")" ]] || die "not removing $STATE: no $MARKER marker"
     rm -rf "$STATE"

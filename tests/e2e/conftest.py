@@ -289,8 +289,9 @@ def node_images(node_env: KubeEnv, vmcp_bin: Path, tmp_path_factory: pytest.Temp
     if proc.returncode != 0:
         pytest.fail(f"scripts/build-images.sh failed:\n{proc.stderr[-3000:]}", pytrace=False)
     problem = None
+    node_env.image_archives = [out / f"{name}.tar" for name in IMAGE_NAMES]
     try:
-        node_env.import_images([out / f"{name}.tar" for name in IMAGE_NAMES])
+        node_env.import_images(node_env.image_archives)
     except KubeEnvError as exc:
         problem = f"importing the images into the node's containerd failed: {exc}"
     if problem:
@@ -299,10 +300,11 @@ def node_images(node_env: KubeEnv, vmcp_bin: Path, tmp_path_factory: pytest.Temp
 
 
 @pytest.fixture
-def node_namespace(request: pytest.FixtureRequest, node_kube: Kube) -> Iterator[str]:
+def node_namespace(request: pytest.FixtureRequest, node_env: KubeEnv, node_kube: Kube) -> Iterator[str]:
     """A fresh namespace on the node's cluster (emptied and removed afterwards by the
     controller-manager)."""
     name = f"n-{secrets.token_hex(4)}"
     node_kube.create(namespace_path(), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"vmcp-e2e": "true"}}})
     yield name
-    node_kube.delete(namespace_path(name), missing_ok=True)
+    # (node_env.admin: a test may have restarted the cluster, which makes new credentials.)
+    node_env.admin.delete(namespace_path(name), missing_ok=True)

@@ -786,6 +786,7 @@ class KubeEnv:
         """`node`: the environment with a node (`start --node`: pods really run)."""
         self.state_dir = Path(state_dir or os.environ.get("VMCP_KUBE_ENV_DIR") or DEFAULT_STATE_DIR).resolve()
         self.node = node
+        self.image_archives: list[Path] = []  # imported into the node's containerd (conftest.node_images)
         self.crds: list[tuple[str, str]] = []  # (group/version, plural) to wait for after a restart
         self._admin: Kube | None = None
 
