@@ -102,6 +102,9 @@ prepare_node() {
     exec 6>&-
     die "bridge $NODE_BRIDGE exists: another --node environment runs on this machine (one node per machine)"
   fi
+  # From here on the host's node resources (bridge, /kubepods cgroups, kube-proxy's tables, the
+  # sysctls) are this state dir's: only an owner's stop may remove them.
+  touch "$STATE/node/host-owned"
   for name in KUBELET_PORT KUBELET_HEALTHZ_PORT PROXY_HEALTHZ_PORT PROXY_METRICS_PORT CM_PORT SCHED_PORT; do
     printf -v "$name" '%s' "$(pick_port "$used")"
     used+=$'\n'"${!name}"
@@ -457,14 +460,18 @@ stop_node() {
   rm -f "$STATE/containerd.pid"
   # Shims (their command line names our containerd socket) and anything still in a pod cgroup.
   for pid in $(node_stray_pids); do kill_and_wait "stray node process" "$pid"; done
-  kill_pod_processes
+  if owns_host; then kill_pod_processes; fi
 }
+
+owns_host() { [[ -e "$STATE/node/host-owned" ]]; }
 
 # After the control plane has stopped (the API server listens on the bridge's address; with it
 # gone, its graceful shutdown hangs): everything the node left on the host.
 clean_node_host() {
-  remove_pod_netns
   unmount_state_dir
+  # A start that found another node running never owned anything else.
+  owns_host || return 0
+  remove_pod_netns
   remove_pod_cgroups
   remove_node_network
   restore_sysctls
