@@ -173,7 +173,14 @@ class NodeCluster:
                                     ],
                                     "ports": [{"name": "mcp", "containerPort": GATEWAY_PORT}],
                                     "readinessProbe": {"httpGet": {"path": "/readyz", "port": GATEWAY_PORT}, "periodSeconds": 1, "failureThreshold": 1},
-                                    "livenessProbe": {"httpGet": {"path": "/health", "port": GATEWAY_PORT}, "periodSeconds": 5, "failureThreshold": 3},
+                                    "livenessProbe": {
+                                        "httpGet": {"path": "/health", "port": GATEWAY_PORT},
+                                        "periodSeconds": 3,
+                                        "timeoutSeconds": 1,
+                                        "failureThreshold": 3,
+                                        # A hung process gets no graceful drain.
+                                        "terminationGracePeriodSeconds": 1,
+                                    },
                                     "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
                                     "volumeMounts": [{"name": "config", "mountPath": "/etc/vmcp", "readOnly": True}],
                                 }

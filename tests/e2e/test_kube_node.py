@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from harness import backend_is, connect, find_backend, phase_is, tool_names
-from kube import Kube, condition, lease_path, mcpserverentry_path, pod_path
+from kube import Kube, condition, events_path, lease_path, mcpserverentry_path, pod_path
 from kube_node import GATEWAY, GATEWAY_PORT, LEASE, POD_START, SERVICE_ACCOUNT, NodeCluster, container_pids
 
 pytestmark = [pytest.mark.anyio]
@@ -138,3 +138,33 @@ async def test_readiness_probe_takes_a_draining_pod_out_of_the_service(cluster: 
 
     cluster.kube.wait_for(restarted_and_ready, POD_START, "the container to be restarted and Ready again")
     cluster.kube.wait_for(lambda: pod_ip in cluster.ready_endpoints(GATEWAY), 30, "the pod back in the Service's ready endpoints")
+
+
+async def test_liveness_probe_restarts_a_hung_gateway(cluster: NodeCluster) -> None:
+    """The gateway process frozen (SIGSTOP from the host): /health stops answering, the kubelet's
+    liveness probe fails, it records an `Unhealthy` event and restarts the container, which
+    comes back Ready."""
+    cluster.add_backend("alpha")
+    cluster.gateway()
+    pod = cluster.ready_gateway_pod()
+    name = pod["metadata"]["name"]
+
+    for pid in container_pids(pod):
+        os.kill(pid, signal.SIGSTOP)
+
+    def liveness_failed() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in cluster.kube.items(events_path(cluster.namespace))
+            if e["involvedObject"].get("name") == name and e.get("reason") == "Unhealthy" and "Liveness probe failed" in e.get("message", "")
+        ]
+
+    cluster.kube.wait_for(liveness_failed, 60, "a 'Liveness probe failed' event from the kubelet")
+
+    def restarted_and_ready() -> bool:
+        current = cluster.kube.get(pod_path(cluster.namespace, name))
+        cond = condition(current, "Ready")
+        status = current["status"]["containerStatuses"][0]
+        return bool(status.get("restartCount", 0) >= 1 and cond and cond.get("status") == "True")
+
+    cluster.kube.wait_for(restarted_and_ready, POD_START, "the container to be restarted and Ready again")
