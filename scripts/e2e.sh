@@ -11,6 +11,7 @@
 #   VMCP_E2E_TIMEOUT            limit for the whole run in seconds (default 2700)
 #   VMCP_E2E_SKIP_INSTALL=1     do not run scripts/install-peers.sh and scripts/kube-test-env.sh install first
 #   VMCP_KUBE_ENV_DIR           state dir of the Kubernetes test environment (see scripts/kube-test-env.sh)
+#   VMCP_KUBE_NODE_ENV_DIR      state dir of the single-node cluster (default .cache/kube-node-env)
 #   KUBEBUILDER_ASSETS          dir with kube-apiserver and etcd binaries: nothing is built
 #   VMCP_E2E_MAX_REQUEST_BYTES  written to the gateway config as server.maxRequestBytes
 #   VMCP_E2E_PAGE_SIZE          written to the gateway config as server.pageSize (default 7)
@@ -18,7 +19,10 @@
 # Tests that use the Kubernetes fixtures (marked `kube`; deselect with -m 'not kube') start a
 # real kube-apiserver + etcd through scripts/kube-test-env.sh, or reuse a running one, and
 # leave it running (scripts/kube-test-env.sh stop). The first install builds kube-apiserver
-# from source (10-30 min).
+# from source (10-30 min). Tests marked `node` (run alone with -m node) run real pods on the
+# single-node cluster of `scripts/kube-test-env.sh start --node` (own state dir, needs root),
+# started the same way and left running (VMCP_KUBE_ENV_DIR=.cache/kube-node-env
+# scripts/kube-test-env.sh stop).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,7 +30,7 @@ PY="$REPO/.cache/venv/bin/python"
 
 if [ "${VMCP_E2E_SKIP_INSTALL:-0}" != 1 ]; then
   "$REPO/scripts/install-peers.sh"
-  "$REPO/scripts/kube-test-env.sh" install
+  "$REPO/scripts/kube-test-env.sh" install --node
 fi
 if [ ! -x "$PY" ]; then
   echo "e2e: $PY is missing; run scripts/install-peers.sh" >&2

@@ -1,29 +1,40 @@
 #!/usr/bin/env bash
-# kube-test-env.sh — a real kube-apiserver + etcd on loopback, for integration tests.
+# kube-test-env.sh — a real kube-apiserver + etcd on loopback, for integration tests; with --node
+# a whole single-node cluster (scripts/kube-test-env-node.sh) whose pods really run.
 #
 # Usage:
-#   scripts/kube-test-env.sh start            start etcd + kube-apiserver; prints the admin kubeconfig path
-#   scripts/kube-test-env.sh stop             stop both, remove the state dir
+#   scripts/kube-test-env.sh start [--node]   start etcd + kube-apiserver (+ the node); prints the admin kubeconfig path
+#   scripts/kube-test-env.sh stop             stop everything, undo the node's changes to the host, remove the state dir
 #   scripts/kube-test-env.sh stop-apiserver   stop only kube-apiserver (etcd and data stay)
 #   scripts/kube-test-env.sh start-apiserver  start kube-apiserver again on the same port; prints the kubeconfig path
-#   scripts/kube-test-env.sh status           exit 0 when both are up and ready (prints nothing)
-#   scripts/kube-test-env.sh install          only obtain the binaries (CI pre-build)
-#   scripts/kube-test-env.sh installed        exit 0 when start would need no download or build
+#   scripts/kube-test-env.sh status           exit 0 when everything started is up and ready (prints nothing)
+#   scripts/kube-test-env.sh install [--node] only obtain the binaries (CI pre-build)
+#   scripts/kube-test-env.sh installed [--node] exit 0 when start would need no download or build
+#   scripts/kube-test-env.sh import-images TAR...  import OCI image archives into the node's containerd
+#
+# --node adds kube-controller-manager, kube-scheduler, containerd + runc + CNI bridge, a kubelet
+# registered as node "vmcp-node" and kube-proxy (nftables mode); the API server then listens on
+# the node's bridge address instead of loopback (pods must reach it). Needs root. One node per
+# machine (it owns the bridge and the /kubepods cgroups).
 #
 # stdout carries only the kubeconfig path (start, start-apiserver); everything else goes to stderr.
 #
 # Environment:
 #   VMCP_KUBE_ENV_DIR      state dir (pids, certs, logs, kubeconfigs); default $REPO/.cache/kube-test-env
-#   KUBEBUILDER_ASSETS     dir with kube-apiserver and etcd (envtest convention); when set, nothing is built
+#   VMCP_TEST_ENV_CACHE    binaries cache, shared by clones; default ${XDG_CACHE_HOME:-~/.cache}/vmcp-test-env
+#                          (k8s-<version>/ holds the built Kubernetes components, etcd-<version>/ etcd)
+#   KUBEBUILDER_ASSETS     dir with kube-apiserver and etcd (envtest convention); when set, those are not built
 #   VMCP_KUBE_ENV_TIMEOUT  seconds to wait for readiness (default 120)
 #   VMCP_DEBIAN_MIRROR     Debian mirror used to fetch etcd (default http://deb.debian.org/debian)
 #
 # Files in the state dir that tests may use:
 #   kubeconfig        admin (user "admin", group system:masters)
 #   user.kubeconfig   plain user "vmcp-test-user" (only system:authenticated; RBAC denies almost everything)
-#   admin.token, user.token, pki/ca.crt, logs/{etcd,kube-apiserver}.log, env (ports)
+#   admin.token, user.token, pki/ca.crt, logs/*.log, env (ports)
+#   node/env          (--node) NODE_NAME, NODE_IP, POD_SUBNET, SERVICE_SUBNET, CONTAINERD_ADDRESS
 #
-# Nothing here talks to anything but loopback, the Go module proxy and Debian's archive.
+# Nothing here talks to anything but loopback, the node's own bridge and pods, the Go module
+# proxy and Debian's archive.
 
 set -euo pipefail
 
@@ -37,8 +48,12 @@ ETCD_SUITE="trixie"
 ETCD_FALLBACK_SUITE="bookworm"
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="$REPO/.cache"
-STATE="${VMCP_KUBE_ENV_DIR:-$CACHE/kube-test-env}"
+# Downloaded and built binaries live outside the clone, keyed by version, so a second clone or a
+# fresh checkout on the same machine reuses them.
+CACHE="${VMCP_TEST_ENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vmcp-test-env}"
+K8S_BIN="$CACHE/k8s-$K8S_VERSION"
+LEGACY_CACHE="$REPO/.cache" # where older versions of this script kept them
+STATE="${VMCP_KUBE_ENV_DIR:-$REPO/.cache/kube-test-env}"
 TIMEOUT="${VMCP_KUBE_ENV_TIMEOUT:-120}"
 DEBIAN_MIRROR="${VMCP_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 MARKER=".kube-test-env"
@@ -159,9 +174,15 @@ stop_apiserver_proc() {
 
 stop_all() {
   local pid
+  # The node's processes first (torn down from local state, without the API server's help),
+  # then the control plane, then what the node left on the host (bridge, mounts, cgroups...).
+  local node=0
+  if [[ -f "$STATE/node/env" ]] || node_leftovers; then node=1; fi
+  if ((node)); then stop_node; fi
   stop_apiserver_proc
   kill_and_wait etcd "$(read_pid etcd)"
   for pid in $(stray_pids); do kill_and_wait "stray process" "$pid"; done
+  if ((node)); then clean_node_host; fi
   if [[ -d "$STATE" ]]; then
     [[ -e "$STATE/$MARKER" || -z "$(ls -A "$STATE")" ]] || die "not removing $STATE: no $MARKER marker"
     rm -rf "$STATE"
@@ -211,7 +232,7 @@ etcd_healthy() {
 
 admin_get() {
   curl -fsS --max-time 5 --cacert "$STATE/pki/ca.crt" -H "@$STATE/admin.header" \
-    "https://127.0.0.1:$APISERVER_PORT$1"
+    "https://$APISERVER_HOST:$APISERVER_PORT$1"
 }
 
 # /readyz covers etcd and the post-start hooks (RBAC bootstrap roles among them). The "default"
@@ -249,33 +270,56 @@ pick_port() {
   die "no free port found"
 }
 
-# --- binaries: kube-apiserver ----------------------------------------------------------------
+# --- binaries: Kubernetes components ---------------------------------------------------------
+
+# The components a start needs: the control plane alone, or with a node.
+control_plane_components() { printf '%s\n' kube-apiserver; }
+node_components() { printf '%s\n' kube-controller-manager kube-scheduler kubelet kube-proxy; }
+
+# Binaries built by an older version of this script inside the clone (.cache/bin/<name>-<version>)
+# are adopted into the shared cache instead of being built again.
+adopt_legacy_binary() {
+  local name="$1" legacy="$REPO/.cache/bin/$1-$K8S_VERSION"
+  if [[ ! -x "$K8S_BIN/$name" && -x "$legacy" ]]; then
+    mkdir -p "$K8S_BIN"
+    cp "$legacy" "$K8S_BIN/.$name.tmp" && mv -f "$K8S_BIN/.$name.tmp" "$K8S_BIN/$name"
+    log "adopted $legacy into $K8S_BIN"
+  fi
+}
 
 # `go install k8s.io/kubernetes/...@vX` is refused because k8s.io/kubernetes's go.mod has replace
 # directives (its k8s.io/* "staging" modules are required as v0.0.0 and replaced by in-repo paths).
 # So build from a throw-away wrapper module that requires k8s.io/kubernetes and maps every staging
 # module to its published twin v0.<minor>.<patch> on the module proxy.
-build_apiserver() {
-  local bin="$CACHE/bin/kube-apiserver-$K8S_VERSION"
-  if [[ -x "$bin" ]]; then
-    APISERVER_BIN="$bin"
-    return 0
-  fi
-  command -v go >/dev/null || die "go not found: needed to build kube-apiserver (or set KUBEBUILDER_ASSETS)"
-  mkdir -p "$CACHE/bin"
+#
+# build_components NAME...: build the missing ones among k8s.io/kubernetes/cmd/NAME into $K8S_BIN,
+# in one `go build` (the packages they share compile once).
+build_components() {
+  local name missing=()
+  for name in "$@"; do
+    adopt_legacy_binary "$name"
+    [[ -x "$K8S_BIN/$name" ]] || missing+=("$name")
+  done
+  ((${#missing[@]} > 0)) || return 0
+  command -v go >/dev/null || die "go not found: needed to build ${missing[*]} (or set KUBEBUILDER_ASSETS for the apiserver)"
+  mkdir -p "$K8S_BIN"
   # Serialise concurrent builds of the same version (they would share the wrapper dir).
   (
     flock 8
-    if [[ -x "$bin" ]]; then exit 0; fi
+    local todo=()
+    for name in "${missing[@]}"; do
+      [[ -x "$K8S_BIN/$name" ]] || todo+=("$name")
+    done
+    ((${#todo[@]} > 0)) || exit 0
 
     # Modules only through the proxy (no VCS fallback: nothing else is reachable here), no
-    # workspace from a parent dir, and no VCS stamping (the wrapper dir sits inside our git tree).
+    # workspace from a parent dir, and no VCS stamping.
     export GOPROXY="${GOPROXY:-https://proxy.golang.org}" GOWORK=off GOFLAGS="-mod=mod -buildvcs=false"
-    export CGO_ENABLED=0 # upstream builds kube-apiserver statically as well
+    export CGO_ENABLED=0 # upstream builds these statically as well
 
-    local wrap="$CACHE/kube-apiserver-build/$K8S_VERSION" modinfo info gomod modtime minor patch staging
+    local wrap="$K8S_BIN/build" modinfo info gomod modtime minor patch staging
     mkdir -p "$wrap"
-    log "building kube-apiserver $K8S_VERSION from the Go module proxy (takes a while on first run)"
+    log "building ${todo[*]} $K8S_VERSION from the Go module proxy (takes a while on first run)"
     local start=$SECONDS
 
     # Outside any module (cd /), so a half-written wrapper go.mod from an earlier failed run
@@ -296,7 +340,7 @@ build_apiserver() {
     [[ -n "$staging" ]] || die "no k8s.io/* v0.0.0 requirements found in $gomod"
 
     {
-      printf 'module vmcp.invalid/kube-apiserver-build\n\n'
+      printf 'module vmcp.invalid/kube-build\n\n'
       # Same language version and GODEBUG defaults as upstream's main module (only the main
       # module's godebug lines take effect, so they must be copied here).
       grep -E '^(go|godebug)[[:space:]]' "$gomod"
@@ -311,17 +355,18 @@ build_apiserver() {
     : >>"$wrap/go.sum"
 
     # Version stamping as upstream's build scripts do, so /version reports the real release.
-    local ldflags="-s -w" pkg
+    local ldflags="-s -w" pkg pkgs=()
     for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
       ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
       ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=${modtime:-1970-01-01T00:00:00Z}"
     done
+    for name in "${todo[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$name"); done
 
-    (cd "$wrap" && go build -trimpath -ldflags "$ldflags" -o "$bin.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
-    mv -f "$bin.tmp" "$bin"
-    log "built $bin in $((SECONDS - start))s"
-  ) 8>"$CACHE/bin/.kube-apiserver-$K8S_VERSION.lock"
-  APISERVER_BIN="$bin"
+    rm -rf "$wrap/out" && mkdir -p "$wrap/out"
+    (cd "$wrap" && go build -trimpath -ldflags "$ldflags" -o "$wrap/out/" "${pkgs[@]}")
+    for name in "${todo[@]}"; do mv -f "$wrap/out/$name" "$K8S_BIN/$name"; done
+    log "built ${todo[*]} into $K8S_BIN in $((SECONDS - start))s"
+  ) 8>"$K8S_BIN/.build.lock"
 }
 
 # --- binaries: etcd --------------------------------------------------------------------------
@@ -396,13 +441,20 @@ first_cached() {
 }
 
 ensure_etcd() {
-  local bin
+  local bin legacy
+  # An etcd unpacked inside the clone by an older version of this script moves to the cache.
+  for legacy in "$LEGACY_CACHE"/etcd-*; do
+    if [[ -x "$legacy/usr/bin/etcd" && ! -e "$CACHE/${legacy##*/}" ]]; then
+      cp -a "$legacy" "$CACHE/.${legacy##*/}.tmp" && mv "$CACHE/.${legacy##*/}.tmp" "$CACHE/${legacy##*/}"
+      log "adopted $legacy into $CACHE"
+    fi
+  done
   if [[ -x "$CACHE/etcd-$ETCD_DEB_VERSION/usr/bin/etcd" ]]; then
     ETCD_BIN="$CACHE/etcd-$ETCD_DEB_VERSION/usr/bin/etcd"
     return 0
   fi
   # shellcheck disable=SC2086 # globs are meant to expand
-  if bin="$(first_cached $CACHE/etcd-3.[5-9]*/usr/bin/etcd)"; then
+  if bin="$(first_cached $CACHE/etcd-3.[5-9]*/usr/bin/etcd $LEGACY_CACHE/etcd-3.[5-9]*/usr/bin/etcd)"; then
     ETCD_BIN="$bin"
     return 0
   fi
@@ -414,7 +466,7 @@ ensure_etcd() {
   fi
   log "WARNING: Debian $ETCD_SUITE is unreachable or has no etcd-server; falling back to $ETCD_FALLBACK_SUITE's etcd-server (3.4)"
   # shellcheck disable=SC2086
-  if bin="$(first_cached $CACHE/etcd-3.4*/usr/bin/etcd)"; then
+  if bin="$(first_cached $CACHE/etcd-3.4*/usr/bin/etcd $LEGACY_CACHE/etcd-3.4*/usr/bin/etcd)"; then
     ETCD_BIN="$bin"
     return 0
   fi
@@ -422,33 +474,55 @@ ensure_etcd() {
   ETCD_BIN="$bin"
 }
 
+# ensure_binaries [--node]: etcd and kube-apiserver, plus the node's components with --node.
 ensure_binaries() {
+  local node="${1:-}"
+  mkdir -p "$CACHE"
   if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
     APISERVER_BIN="$KUBEBUILDER_ASSETS/kube-apiserver"
     ETCD_BIN="$KUBEBUILDER_ASSETS/etcd"
     [[ -x "$APISERVER_BIN" ]] || die "KUBEBUILDER_ASSETS is set but $APISERVER_BIN is not executable"
     [[ -x "$ETCD_BIN" ]] || die "KUBEBUILDER_ASSETS is set but $ETCD_BIN is not executable"
-    return 0
+  else
+    # One etcd download at a time (several state dirs may start at once on a fresh machine, and
+    # apt locks its private lists dir); fd 7 is closed again before any daemon is spawned.
+    exec 7>"$CACHE/.etcd-fetch.lock"
+    flock 7
+    ensure_etcd
+    exec 7>&-
+    # One `go build` for everything needed: the packages the components share compile once.
+    local components
+    components="$(control_plane_components)"
+    if [[ "$node" == --node ]]; then components+=$'\n'"$(node_components)"; fi
+    # shellcheck disable=SC2086 # one name per line
+    build_components $components
+    APISERVER_BIN="$K8S_BIN/kube-apiserver"
   fi
-  mkdir -p "$CACHE"
-  # One etcd download at a time (several state dirs may start at once on a fresh machine, and
-  # apt locks its private lists dir); fd 7 is closed again before any daemon is spawned.
-  exec 7>"$CACHE/.etcd-fetch.lock"
-  flock 7
-  ensure_etcd
-  exec 7>&-
-  build_apiserver
+  if [[ "$node" == --node ]]; then
+    # shellcheck disable=SC2046 # one name per line
+    build_components $(node_components)
+    ensure_node_packages
+  fi
 }
 
 # True when ensure_binaries would find everything without downloading or building.
 binaries_present() {
+  local node="${1:-}" name
   if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
-    [[ -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]]
-    return
+    [[ -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]] || return 1
+  else
+    for name in $(control_plane_components); do
+      [[ -x "$K8S_BIN/$name" || -x "$LEGACY_CACHE/bin/$name-$K8S_VERSION" ]] || return 1
+    done
+    # shellcheck disable=SC2086 # globs are meant to expand
+    first_cached $CACHE/etcd-3.*/usr/bin/etcd $LEGACY_CACHE/etcd-3.*/usr/bin/etcd >/dev/null || return 1
   fi
-  [[ -x "$CACHE/bin/kube-apiserver-$K8S_VERSION" ]] || return 1
-  # shellcheck disable=SC2086 # globs are meant to expand
-  first_cached $CACHE/etcd-3.*/usr/bin/etcd >/dev/null
+  if [[ "$node" == --node ]]; then
+    for name in $(node_components); do
+      [[ -x "$K8S_BIN/$name" ]] || return 1
+    done
+    node_packages_present || return 1
+  fi
 }
 
 # --- certificates, tokens, kubeconfigs -------------------------------------------------------
@@ -465,11 +539,11 @@ make_pki() {
     -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -subj "/CN=kube-apiserver" -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" 2>/dev/null
-  cat >"$pki/apiserver.ext" <<'EOF'
+  cat >"$pki/apiserver.ext" <<EOF
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,DNS:localhost
+subjectAltName=IP:127.0.0.1,DNS:localhost$(node_apiserver_sans)
 subjectKeyIdentifier=hash
 authorityKeyIdentifier=keyid
 EOF
@@ -507,7 +581,7 @@ kind: Config
 clusters:
 - name: vmcp-test
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: https://$APISERVER_HOST:$APISERVER_PORT
     certificate-authority-data: $ca
 users:
 - name: $user
@@ -538,6 +612,8 @@ save_env() {
     printf 'ETCD_CLIENT_PORT=%q\nETCD_PEER_PORT=%q\nAPISERVER_PORT=%q\n' \
       "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT"
     printf 'ETCD_BIN=%q\nAPISERVER_BIN=%q\n' "$ETCD_BIN" "$APISERVER_BIN"
+    printf 'NODE=%q\nAPISERVER_HOST=%q\n' "$NODE" "$APISERVER_HOST"
+    if [[ "$NODE" == 1 ]]; then save_node_env; fi
   } >"$STATE/env"
 }
 
@@ -562,34 +638,44 @@ start_etcd() {
 }
 
 start_apiserver_proc() {
-  # Admission: ServiceAccount is disabled because without a controller-manager no namespace ever
-  # gets its "default" ServiceAccount, and the plugin would then reject every Pod. The endpoint
-  # reconciler is off because a loopback address is not a valid endpoint for the "kubernetes"
-  # Service and nothing in the tests reaches the apiserver through a Service anyway.
-  # --service-cluster-ip-range is only bookkeeping here (no kube-proxy); nothing is routed to it.
+  # Without a node (control plane only): admission ServiceAccount is disabled because without a
+  # controller-manager no namespace ever gets its "default" ServiceAccount, and the plugin would
+  # then reject every Pod. The endpoint reconciler is off because a loopback address is not a
+  # valid endpoint for the "kubernetes" Service and nothing reaches the apiserver through a
+  # Service anyway. --service-cluster-ip-range is only bookkeeping (no kube-proxy).
+  # With a node: see node_apiserver_flags (scripts/kube-test-env-node.sh).
+  local mode=()
+  if [[ "$NODE" == 1 ]]; then
+    read -ra mode <<<"$(node_apiserver_flags)"
+  else
+    mode=(
+      --authorization-mode=RBAC
+      --service-cluster-ip-range=10.0.0.0/24
+      --disable-admission-plugins=ServiceAccount
+      --endpoint-reconciler-type=none
+    )
+  fi
   spawn kube-apiserver "$APISERVER_BIN" \
-    --bind-address=127.0.0.1 \
-    --advertise-address=127.0.0.1 \
+    --bind-address="$APISERVER_HOST" \
+    --advertise-address="$APISERVER_HOST" \
     --secure-port="$APISERVER_PORT" \
     --cert-dir="$STATE/pki" \
     --tls-cert-file="$STATE/pki/apiserver.crt" \
     --tls-private-key-file="$STATE/pki/apiserver.key" \
     --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
-    --authorization-mode=RBAC \
     --token-auth-file="$STATE/tokens.csv" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$STATE/pki/sa.pub" \
     --service-account-signing-key-file="$STATE/pki/sa.key" \
-    --service-cluster-ip-range=10.0.0.0/24 \
-    --disable-admission-plugins=ServiceAccount \
-    --endpoint-reconciler-type=none \
     --profiling=false \
-    --v=1
+    --v=1 \
+    "${mode[@]}"
   wait_for kube-apiserver "$(read_pid kube-apiserver)" apiserver_ready
 }
 
 running() {
-  load_env 2>/dev/null && is_ours "$(read_pid etcd)" && is_ours "$(read_pid kube-apiserver)" && apiserver_ready
+  load_env 2>/dev/null && is_ours "$(read_pid etcd)" && is_ours "$(read_pid kube-apiserver)" && apiserver_ready &&
+    { [[ "$NODE" != 1 ]] || node_running; }
 }
 
 # One attempt at a fresh environment; returns 2 when a port was taken between choice and bind.
@@ -603,20 +689,30 @@ fresh_start() {
   ETCD_PEER_PORT="$(pick_port "$used")"
   used+=$'\n'"$ETCD_PEER_PORT"
   APISERVER_PORT="$(pick_port "$used")"
+  used+=$'\n'"$APISERVER_PORT"
   save_env
   make_pki
   make_tokens
   write_kubeconfig "$STATE/kubeconfig" admin "$(cat "$STATE/admin.token")"
   write_kubeconfig "$STATE/user.kubeconfig" vmcp-test-user "$(cat "$STATE/user.token")"
+  if [[ "$NODE" == 1 ]]; then
+    prepare_node "$used" || return 1
+    save_env
+  fi
   log "starting etcd on 127.0.0.1:$ETCD_CLIENT_PORT ($("$ETCD_BIN" --version 2>/dev/null | head -n1))"
   if ! start_etcd; then
     port_clash etcd && return 2
     return 1
   fi
-  log "starting kube-apiserver on 127.0.0.1:$APISERVER_PORT ($APISERVER_BIN)"
+  log "starting kube-apiserver on $APISERVER_HOST:$APISERVER_PORT ($APISERVER_BIN)"
   if ! start_apiserver_proc; then
     port_clash kube-apiserver && return 2
     return 1
+  fi
+  if [[ "$NODE" == 1 ]]; then
+    local rc=0
+    start_node || rc=$?
+    return "$rc"
   fi
 }
 
@@ -628,7 +724,10 @@ cmd_start() {
   check_state_dir
   lock_state
   if running; then
-    log "already running (kube-apiserver on 127.0.0.1:$APISERVER_PORT)"
+    if [[ "$WANT_NODE" == 1 && "$NODE" != 1 ]]; then
+      die "running without a node in $STATE; stop it first (or use another VMCP_KUBE_ENV_DIR)"
+    fi
+    log "already running (kube-apiserver on $APISERVER_HOST:$APISERVER_PORT)"
     result "$STATE/kubeconfig"
     return 0
   fi
@@ -637,13 +736,16 @@ cmd_start() {
     log "cleaning up stale state in $STATE"
     stop_all
   fi
-  ensure_binaries
+  ensure_binaries "$NODE_FLAG"
+  NODE="$WANT_NODE"
+  APISERVER_HOST=127.0.0.1
+  if [[ "$NODE" == 1 ]]; then APISERVER_HOST="$NODE_IP"; fi
   local attempt rc
   for attempt in 1 2 3; do
     rc=0
     fresh_start || rc=$?
     if ((rc == 0)); then
-      log "ready: kube-apiserver https://127.0.0.1:$APISERVER_PORT, etcd http://127.0.0.1:$ETCD_CLIENT_PORT"
+      log "ready: kube-apiserver https://$APISERVER_HOST:$APISERVER_PORT, etcd http://127.0.0.1:$ETCD_CLIENT_PORT"
       result "$STATE/kubeconfig"
       return 0
     fi
@@ -681,7 +783,7 @@ cmd_start_apiserver() {
   if is_ours "$(read_pid kube-apiserver)"; then
     log "kube-apiserver already running"
   else
-    log "starting kube-apiserver on 127.0.0.1:$APISERVER_PORT"
+    log "starting kube-apiserver on $APISERVER_HOST:$APISERVER_PORT"
     start_apiserver_proc || die "kube-apiserver did not become ready"
   fi
   wait_for kube-apiserver "$(read_pid kube-apiserver)" apiserver_ready || die "kube-apiserver not ready"
@@ -694,14 +796,32 @@ cmd_status() {
 }
 
 cmd_install() {
-  ensure_binaries
+  ensure_binaries "$NODE_FLAG"
   log "kube-apiserver: $APISERVER_BIN"
   log "etcd: $ETCD_BIN"
+  if [[ "$WANT_NODE" == 1 ]]; then log "node components: $K8S_BIN"; fi
 }
 
 cmd_installed() {
-  binaries_present
+  binaries_present "$NODE_FLAG"
 }
+
+# shellcheck source=kube-test-env-node.sh
+source "$REPO/scripts/kube-test-env-node.sh"
+
+NODE=0
+APISERVER_HOST=127.0.0.1
+NODE_FLAG=""
+WANT_NODE=0
+case "${1:-}" in
+  start | install | installed)
+    case "${2:-}" in
+      "") ;;
+      --node) NODE_FLAG=--node WANT_NODE=1 ;;
+      *) die "unknown option '$2' (only --node)" ;;
+    esac
+    ;;
+esac
 
 case "${1:-}" in
   start) cmd_start ;;
@@ -711,8 +831,9 @@ case "${1:-}" in
   status) cmd_status ;;
   install) cmd_install ;;
   installed) cmd_installed ;;
+  import-images) cmd_import_images "${@:2}" ;;
   *)
-    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

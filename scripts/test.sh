@@ -7,11 +7,14 @@
 # really serves the bundled example.
 #
 # The Kubernetes test environment (scripts/kube-test-env.sh) is obtained in the
-# background while Rust builds: etcd from Debian's archive and kube-apiserver
-# built from the k8s.io/kubernetes Go module on first run (10-30 min of CPU,
-# cached in .cache/bin). KUBEBUILDER_ASSETS=<dir with kube-apiserver and etcd>
-# skips that. The environment is started by the end-to-end tests and stopped
-# at exit unless it was already running when this script started.
+# background while Rust builds: etcd from Debian's archive, kube-apiserver and
+# the node's components (kubelet, kube-controller-manager, kube-scheduler,
+# kube-proxy) built from the k8s.io/kubernetes Go module on first run (cached
+# outside the clone in ~/.cache/vmcp-test-env), containerd/runc/CNI plugins
+# from Debian. KUBEBUILDER_ASSETS=<dir with kube-apiserver and etcd> skips the
+# apiserver build. Both environments (plain, and the single-node cluster in
+# .cache/kube-node-env) are started by the end-to-end tests and stopped at exit
+# unless they were already running when this script started.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,7 +25,10 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 mkdir -p .cache
 KUBE_LOG="$REPO/.cache/kube-test-env-install.log"
 KUBE_WAS_RUNNING=0
+NODE_WAS_RUNNING=0
+NODE_ENV_DIR="${VMCP_KUBE_NODE_ENV_DIR:-$REPO/.cache/kube-node-env}"
 if scripts/kube-test-env.sh status 2>/dev/null; then KUBE_WAS_RUNNING=1; fi
+if VMCP_KUBE_ENV_DIR="$NODE_ENV_DIR" scripts/kube-test-env.sh status 2>/dev/null; then NODE_WAS_RUNNING=1; fi
 KUBE_INSTALL_PID=""
 
 cleanup() {
@@ -35,17 +41,21 @@ cleanup() {
   if [ "$KUBE_WAS_RUNNING" = 0 ]; then
     scripts/kube-test-env.sh stop 2>/dev/null || echo "test.sh: could not stop the Kubernetes test environment" >&2
   fi
+  if [ "$NODE_WAS_RUNNING" = 0 ]; then
+    VMCP_KUBE_ENV_DIR="$NODE_ENV_DIR" scripts/kube-test-env.sh stop 2>/dev/null ||
+      echo "test.sh: could not stop the single-node cluster ($NODE_ENV_DIR)" >&2
+  fi
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-step "obtaining kube-apiserver and etcd in the background (log: ${KUBE_LOG#"$REPO"/})"
+step "obtaining etcd, kube-apiserver and the node's binaries in the background (log: ${KUBE_LOG#"$REPO"/})"
 # nice: the Rust build and its timing-sensitive tests come first; go build uses what is left
 # (on 2 cores it defaults to 2 parallel compiles, which is right). setsid: one process group
 # to stop on exit.
-setsid nice -n 15 scripts/kube-test-env.sh install >"$KUBE_LOG" 2>&1 </dev/null &
+setsid nice -n 15 scripts/kube-test-env.sh install --node >"$KUBE_LOG" 2>&1 </dev/null &
 KUBE_INSTALL_PID=$!
 
 step "installing pinned test peers (npm, PyPI)"
@@ -67,18 +77,18 @@ VMCP_FUZZ_SECONDS="${VMCP_FUZZ_SECONDS:-30}" cargo test --release --workspace
 step "quickstart (README's first command) serves the bundled example"
 scripts/quickstart-check.sh
 
-step "waiting for kube-apiserver and etcd (scripts/kube-test-env.sh install)"
+step "waiting for the Kubernetes binaries (scripts/kube-test-env.sh install --node)"
 kube_start=$SECONDS
 kube_rc=0
 wait "$KUBE_INSTALL_PID" || kube_rc=$?
 KUBE_INSTALL_PID=""
 if [ "$kube_rc" != 0 ]; then
-  echo "test.sh: scripts/kube-test-env.sh install failed (exit $kube_rc); last lines of $KUBE_LOG:" >&2
+  echo "test.sh: scripts/kube-test-env.sh install --node failed (exit $kube_rc); last lines of $KUBE_LOG:" >&2
   tail -n 40 "$KUBE_LOG" >&2 || true
   exit 1
 fi
 tail -n 2 "$KUBE_LOG" >&2
 echo "test.sh: waited $((SECONDS - kube_start))s for the Kubernetes binaries" >&2
 
-step "end-to-end tests (official Python MCP client, real backends, real kube-apiserver)"
+step "end-to-end tests (official Python MCP client, real backends, real kube-apiserver, real pods on a node)"
 VMCP_BIN="$REPO/target/release/vmcp" VMCP_E2E_SKIP_INSTALL=1 scripts/e2e.sh

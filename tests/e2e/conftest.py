@@ -27,11 +27,16 @@ from pathlib import Path
 
 import pytest
 
-from harness import EVERYTHING_JS, LOOPBACK_CJS, PY_BACKEND, Launcher, Stack, default_vmcp_bin, tail
+from harness import EVERYTHING_JS, LOOPBACK_CJS, PY_BACKEND, REPO, Launcher, Stack, default_example_server_bin, default_vmcp_bin, tail
 from kube import CRD_DIR, Kube, KubeEnv, KubeEnvError, KubeError, WaitTimeout, namespace_path
 
 # Fixtures that need the Kubernetes environment: tests using any of them get the `kube` marker.
 KUBE_FIXTURES = frozenset({"kube_env", "kube_admin", "kube_crds", "kube", "namespace", "kube_restart"})
+# Fixtures that need the single-node cluster (`start --node`): the `node` marker.
+NODE_FIXTURES = frozenset({"node_env", "node_kube", "node_images", "node_namespace"})
+# Its own state dir: the node's API server listens on the node's bridge, and the plain
+# environment of the `kube` tests keeps running next to it.
+NODE_STATE_DIR = Path(os.environ.get("VMCP_KUBE_NODE_ENV_DIR") or REPO / ".cache" / "kube-node-env")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -39,6 +44,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "kube: needs the real kube-apiserver + etcd of scripts/kube-test-env.sh (added automatically "
         "to tests using the Kubernetes fixtures; deselect with -m 'not kube')",
+    )
+    config.addinivalue_line(
+        "markers",
+        "node: needs the single-node cluster of `scripts/kube-test-env.sh start --node` (kubelet, containerd; "
+        "root); added automatically to tests using the node fixtures; run alone with -m node",
     )
 
 
@@ -48,6 +58,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if KUBE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.kube)
+        if NODE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.node)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -209,3 +221,90 @@ def kube_restart(kube_env: KubeEnv) -> Iterator[KubeEnv]:
     if not kube_env.is_running():
         kube_env.start_apiserver()
     kube_env.wait_ready(120)
+
+
+# ---------------------------------------------------------------------------
+# The single-node cluster (scripts/kube-test-env.sh start --node): pods really run.
+
+IMAGE_NAMES = ("vmcp", "vmcp-example-server")
+
+
+@pytest.fixture(scope="session")
+def node_env() -> Iterator[KubeEnv]:
+    """The running single-node cluster; started here unless it is up already. Never skipped:
+    if it cannot start (binaries missing, not root, kubelet failing), every test using it fails."""
+    env = KubeEnv(NODE_STATE_DIR, node=True)
+    if not env.is_running():
+        if not env.installed():
+            pytest.fail(
+                "the node's binaries are not installed: run `scripts/kube-test-env.sh install --node` first "
+                "(builds kubelet, kube-controller-manager, kube-scheduler, kube-proxy; installs containerd)",
+                pytrace=False,
+            )
+        problem = None
+        try:
+            env.start(timeout=400)
+        except KubeEnvError as exc:
+            problem = f"the single-node cluster did not start: {exc}"
+        if problem:
+            pytest.fail(problem, pytrace=False)
+    problem = None
+    try:
+        env.wait_ready(60)
+    except (WaitTimeout, KubeError, OSError) as exc:
+        problem = f"the single-node cluster is not ready: {exc}"
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    yield env
+    # Left running like the plain environment; scripts/test.sh stops what it started.
+
+
+@pytest.fixture(scope="session")
+def node_kube(node_env: KubeEnv) -> Kube:
+    """Admin client of the node's API server, with our CRDs installed."""
+    problem = None
+    try:
+        node_env.install_crds(CRD_DIR)
+    except (KubeError, WaitTimeout, ValueError, OSError) as exc:
+        problem = f"installing the CRDs on the node's API server failed: {exc}"
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    return node_env.admin
+
+
+@pytest.fixture(scope="session")
+def node_images(node_env: KubeEnv, vmcp_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Images of the binaries under test (scripts/build-images.sh), imported into the node's
+    containerd; image name by binary name. Pods use them with imagePullPolicy: Never."""
+    example = default_example_server_bin()
+    if example.parent != vmcp_bin.parent:
+        pytest.fail(f"{example} must sit next to {vmcp_bin} (scripts/build-images.sh takes one binary dir)", pytrace=False)
+    out = tmp_path_factory.mktemp("images")
+    proc = subprocess.run(
+        [str(REPO / "scripts" / "build-images.sh"), "--out", str(out), "--bin-dir", str(vmcp_bin.parent), *IMAGE_NAMES],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/build-images.sh failed:\n{proc.stderr[-3000:]}", pytrace=False)
+    problem = None
+    node_env.image_archives = [out / f"{name}.tar" for name in IMAGE_NAMES]
+    try:
+        node_env.import_images(node_env.image_archives)
+    except KubeEnvError as exc:
+        problem = f"importing the images into the node's containerd failed: {exc}"
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    return {name: f"localhost/vmcp/{name}:latest" for name in IMAGE_NAMES}
+
+
+@pytest.fixture
+def node_namespace(request: pytest.FixtureRequest, node_env: KubeEnv, node_kube: Kube) -> Iterator[str]:
+    """A fresh namespace on the node's cluster (emptied and removed afterwards by the
+    controller-manager)."""
+    name = f"n-{secrets.token_hex(4)}"
+    node_kube.create(namespace_path(), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"vmcp-e2e": "true"}}})
+    yield name
+    # (node_env.admin: a test may have restarted the cluster, which makes new credentials.)
+    node_env.admin.delete(namespace_path(name), missing_ok=True)

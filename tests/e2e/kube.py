@@ -161,6 +161,44 @@ def crd_definition_path(name: str | None = None) -> str:
     return resource_path("apiextensions.k8s.io/v1", "customresourcedefinitions", None, name)
 
 
+def pod_path(namespace: str, name: str | None = None) -> str:
+    return ns_path(namespace, "pods", name)
+
+
+def service_path(namespace: str, name: str | None = None) -> str:
+    return ns_path(namespace, "services", name)
+
+
+def deployment_path(namespace: str, name: str | None = None) -> str:
+    return resource_path("apps/v1", "deployments", namespace, name)
+
+
+def endpointslices_path(namespace: str) -> str:
+    return resource_path("discovery.k8s.io/v1", "endpointslices", namespace)
+
+
+# ---------------------------------------------------------------------------
+# manifests of our custom resources (their shape lives here, in one place)
+
+
+def mcpgroup_manifest(namespace: str, name: str, description: str = "e2e") -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "MCPGroup", "metadata": {"name": name, "namespace": namespace}, "spec": {"description": description}}
+
+
+def virtualmcpserver_manifest(namespace: str, name: str, group: str) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "VirtualMCPServer", "metadata": {"name": name, "namespace": namespace}, "spec": {"groupRef": {"name": group}}}
+
+
+def mcpserverentry_manifest(namespace: str, name: str, url: str, group: str, transport: str = "streamable-http") -> dict[str, Any]:
+    """An MCPServerEntry (a remote backend) of `group` at `url`."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "MCPServerEntry",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"remoteURL": url, "transport": transport, "groupRef": group},
+    }
+
+
 def sa_username(namespace: str, name: str) -> str:
     return f"system:serviceaccount:{namespace}:{name}"
 
@@ -744,8 +782,11 @@ class KubeEnvError(Exception):
 class KubeEnv:
     """Drives scripts/kube-test-env.sh for one state dir ($VMCP_KUBE_ENV_DIR or .cache/kube-test-env)."""
 
-    def __init__(self, state_dir: Path | str | None = None) -> None:
+    def __init__(self, state_dir: Path | str | None = None, *, node: bool = False) -> None:
+        """`node`: the environment with a node (`start --node`: pods really run)."""
         self.state_dir = Path(state_dir or os.environ.get("VMCP_KUBE_ENV_DIR") or DEFAULT_STATE_DIR).resolve()
+        self.node = node
+        self.image_archives: list[Path] = []  # imported into the node's containerd (conftest.node_images)
         self.crds: list[tuple[str, str]] = []  # (group/version, plural) to wait for after a restart
         self._admin: Kube | None = None
 
@@ -765,12 +806,19 @@ class KubeEnv:
     def is_running(self) -> bool:
         return self.run("status", timeout=60, check=False).returncode == 0
 
+    def _node_flag(self) -> list[str]:
+        return ["--node"] if self.node else []
+
     def installed(self) -> bool:
-        return self.run("installed", timeout=30, check=False).returncode == 0
+        return self.run("installed", *self._node_flag(), timeout=30, check=False).returncode == 0
 
     def start(self, timeout: float = 300.0) -> Path:
         """Start (or reuse) the environment; the admin kubeconfig path."""
-        return Path(self.run("start", timeout=timeout).stdout.strip())
+        return Path(self.run("start", *self._node_flag(), timeout=timeout).stdout.strip())
+
+    def import_images(self, archives: Iterable[Path | str], timeout: float = 300.0) -> None:
+        """Import OCI image archives (scripts/build-images.sh) into the node's containerd."""
+        self.run("import-images", *[str(a) for a in archives], timeout=timeout)
 
     def stop(self) -> None:
         self.run("stop", timeout=120)

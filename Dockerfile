@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+# The vmcp image for users with a Docker daemon (or buildkit, podman, kaniko):
+#
+#   docker build -t vmcp .                                                   # the gateway
+#   docker build --target vmcp-example-server -t vmcp-example-server .      # the example backend
+#
+# Equivalent to what scripts/build-images.sh assembles without a daemon (the images the test
+# node runs): the stripped release binary, glibc and libgcc from Debian 12 (distroless "cc"),
+# the non-root user 65532, no shell. vmcp listens on loopback unless told otherwise: in a pod,
+# run `vmcp serve --config ... --host 0.0.0.0`.
+
+ARG RUST_VERSION=1.88
+FROM rust:${RUST_VERSION}-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin vmcp --bin vmcp-example-server \
+ && strip target/release/vmcp target/release/vmcp-example-server
+
+FROM gcr.io/distroless/cc-debian12:nonroot AS vmcp-example-server
+COPY --from=build /src/target/release/vmcp-example-server /usr/local/bin/vmcp-example-server
+USER 65532:65532
+WORKDIR /tmp
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/vmcp-example-server"]
+
+# Last stage: the default target.
+FROM gcr.io/distroless/cc-debian12:nonroot AS vmcp
+COPY --from=build /src/target/release/vmcp /usr/local/bin/vmcp
+USER 65532:65532
+WORKDIR /tmp
+EXPOSE 4483
+ENTRYPOINT ["/usr/local/bin/vmcp"]
