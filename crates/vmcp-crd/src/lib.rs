@@ -41,8 +41,8 @@ pub use mcp_server::{
 pub use mcp_server_entry::{
     MCPServerEntry, MCPServerEntryPhase, MCPServerEntrySpec, MCPServerEntryStatus, RemoteTransport,
 };
-pub use refs::GroupRef;
 pub use rbac::status_lease_name;
+pub use refs::GroupRef;
 pub use render::{crds, render_crd_yaml, render_yaml};
 pub use virtual_mcp_server::{
     BackendStatus, CircuitBreakerState, DiscoveredBackend, IncomingAuth, IncomingAuthType, Phase,

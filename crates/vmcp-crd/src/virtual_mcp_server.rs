@@ -17,7 +17,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
-use crate::refs::{AuthzConfigRef, GroupRef, LocalObjectRef, NameRef, OidcConfigRef, TelemetryConfigRef};
+use crate::refs::{
+    AuthzConfigRef, GroupRef, LocalObjectRef, NameRef, OidcConfigRef, TelemetryConfigRef,
+};
 use crate::workload::{ServiceType, SessionAffinity, SessionStorage};
 
 /// Desired state of a vmcp gateway, in the shape of ToolHive's v1beta1

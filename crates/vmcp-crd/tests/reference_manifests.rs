@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use vmcp_crd::{IncomingAuthType, MCPGroup, MCPServer, MCPServerEntry, Transport, VirtualMCPServer};
+use vmcp_crd::{
+    IncomingAuthType, MCPGroup, MCPServer, MCPServerEntry, Transport, VirtualMCPServer,
+};
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/toolhive-v1beta1")
@@ -104,7 +106,12 @@ fn every_fixture_reads_into_its_typed_kind_and_writes_back_unchanged() {
     assert!(failures.is_empty(), "{failures:#?}");
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
-        ["MCPGroup", "MCPServer", "MCPServerEntry", "VirtualMCPServer"]
+        [
+            "MCPGroup",
+            "MCPServer",
+            "MCPServerEntry",
+            "VirtualMCPServer"
+        ]
     );
 }
 
@@ -121,7 +128,10 @@ fn the_fields_the_operator_acts_on_are_typed() {
     let server: MCPServer = round_trip(&label, &doc).expect("reads");
     let spec = &server.spec;
     assert_eq!(spec.transport, Some(Transport::Stdio));
-    assert_eq!(spec.group_ref.as_ref().map(|g| g.name.as_str()), Some("engineering"));
+    assert_eq!(
+        spec.group_ref.as_ref().map(|g| g.name.as_str()),
+        Some("engineering")
+    );
     assert_eq!((spec.proxy_port, spec.mcp_port), (Some(8080), Some(9090)));
     let env = spec.env.as_deref().unwrap_or_default();
     assert_eq!(env[0].name, "GITHUB_HOST");
@@ -136,7 +146,10 @@ fn the_fields_the_operator_acts_on_are_typed() {
     assert_eq!(spec.group_ref.name, "engineering");
     assert_eq!(spec.incoming_auth.type_, IncomingAuthType::Oidc);
     assert_eq!(
-        spec.incoming_auth.oidc_config_ref.as_ref().map(|r| r.audience.as_str()),
+        spec.incoming_auth
+            .oidc_config_ref
+            .as_ref()
+            .map(|r| r.audience.as_str()),
         Some("engineering-gateway")
     );
     let backends = spec

@@ -145,7 +145,9 @@ pub enum Skipped {
     /// The member names the group with a bare `groupRef: <name>` (the shape
     /// before v1beta1 objects followed ToolHive's): it must be re-applied
     /// with `groupRef: {name: <name>}`.
-    #[error("{kind} {name} names the group as `groupRef: {group}`; re-apply it with `groupRef: {{name: {group}}}`")]
+    #[error(
+        "{kind} {name} names the group as `groupRef: {group}`; re-apply it with `groupRef: {{name: {group}}}`"
+    )]
     BareGroupRef {
         /// The kind of object.
         kind: &'static str,
@@ -560,7 +562,10 @@ mod tests {
     #[test]
     fn group_ref_is_read_from_its_name() {
         let cases = [
-            (json!({"groupRef": {"name": "g"}}), GroupRef::Named("g".into())),
+            (
+                json!({"groupRef": {"name": "g"}}),
+                GroupRef::Named("g".into()),
+            ),
             (json!({"groupRef": "g"}), GroupRef::BareName("g".into())),
             (json!({"groupRef": {}}), GroupRef::Missing),
             (json!({"groupRef": {"name": 7}}), GroupRef::Missing),
