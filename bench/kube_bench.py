@@ -371,7 +371,7 @@ class Scenario:
             )
             self.kube.create(
                 vmcp_path(self.namespace),
-                {"apiVersion": API_VERSION, "kind": "VirtualMCPServer", "metadata": {"name": NAME, "namespace": self.namespace}, "spec": {"groupRef": {"name": GROUP}}},
+                {"apiVersion": API_VERSION, "kind": "VirtualMCPServer", "metadata": {"name": NAME, "namespace": self.namespace}, "spec": {"incomingAuth": {"type": "anonymous"}, "groupRef": {"name": GROUP}}},
             )
             token = self.kube.sa_token(self.namespace, SERVICE_ACCOUNT)
             self.kubeconfig = self.kube.write_kubeconfig(self.tmp / "runtime.kubeconfig", token=token, namespace=self.namespace)
@@ -415,7 +415,7 @@ class Scenario:
                 "apiVersion": API_VERSION,
                 "kind": "MCPServerEntry",
                 "metadata": {"name": name, "namespace": self.namespace},
-                "spec": {"remoteURL": url, "transport": "streamable-http", "groupRef": GROUP},
+                "spec": {"remoteUrl": url, "transport": "streamable-http", "groupRef": {"name": GROUP}},
             },
         )
         return backend

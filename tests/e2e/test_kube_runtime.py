@@ -86,7 +86,7 @@ class Cluster:
                 "apiVersion": API_VERSION,
                 "kind": "MCPServerEntry",
                 "metadata": {"name": name, "namespace": self.namespace},
-                "spec": {"remoteURL": backend.url, "transport": "streamable-http", "groupRef": GROUP},
+                "spec": {"remoteUrl": backend.url, "transport": "streamable-http", "groupRef": {"name": GROUP}},
             },
         )
         return backend
@@ -139,7 +139,7 @@ def cluster(kube: Kube, namespace: str, launcher: Launcher, tmp_path: Path) -> C
             "apiVersion": API_VERSION,
             "kind": "VirtualMCPServer",
             "metadata": {"name": NAME, "namespace": namespace},
-            "spec": {"groupRef": {"name": GROUP}},
+            "spec": {"incomingAuth": {"type": "anonymous"}, "groupRef": {"name": GROUP}},
         },
     )
     token = kube.sa_token(namespace, SERVICE_ACCOUNT)
@@ -272,7 +272,7 @@ def test_rbac_lets_the_runtime_write_only_its_own_status(cluster: Cluster) -> No
     kube, ns = cluster.kube, cluster.namespace
     kube.create(
         vmcp_path(ns),
-        {"apiVersion": API_VERSION, "kind": "VirtualMCPServer", "metadata": {"name": "other", "namespace": ns}, "spec": {"groupRef": {"name": GROUP}}},
+        {"apiVersion": API_VERSION, "kind": "VirtualMCPServer", "metadata": {"name": "other", "namespace": ns}, "spec": {"incomingAuth": {"type": "anonymous"}, "groupRef": {"name": GROUP}}},
     )
     runtime = kube.impersonate_sa(ns, SERVICE_ACCOUNT)
     status = {"phase": "Ready", "message": "rbac test", "backendCount": 0}
@@ -296,7 +296,7 @@ def test_rbac_lets_the_runtime_write_only_its_own_status(cluster: Cluster) -> No
         runtime.create(
             mcpserverentry_path(ns),
             {"apiVersion": API_VERSION, "kind": "MCPServerEntry", "metadata": {"name": "x", "namespace": ns},
-             "spec": {"remoteURL": "http://x/mcp", "transport": "sse", "groupRef": GROUP}},
+             "spec": {"remoteUrl": "http://x/mcp", "transport": "sse", "groupRef": {"name": GROUP}}},
         )
     assert denied.value.status == 403
 
@@ -450,7 +450,7 @@ def test_mcp_servers_join_when_serving_and_leave_when_stopped(cluster: Cluster) 
         kube.create(
             mcpserver_path(ns),
             {"apiVersion": API_VERSION, "kind": "MCPServer", "metadata": {"name": name, "namespace": ns},
-             "spec": {"image": "example", "transport": "stdio", "proxyMode": "streamable-http", "groupRef": group}},
+             "spec": {"image": "example", "transport": "stdio", "proxyMode": "streamable-http", "groupRef": {"name": group}}},
         )
 
     def publish(name: str, phase: str, url: str | None) -> None:
@@ -498,7 +498,7 @@ def test_deleted_object_is_survived(cluster: Cluster) -> None:
     cluster.kube.create(
         vmcp_path(cluster.namespace),
         {"apiVersion": API_VERSION, "kind": "VirtualMCPServer", "metadata": {"name": NAME, "namespace": cluster.namespace},
-         "spec": {"groupRef": {"name": GROUP}}},
+         "spec": {"incomingAuth": {"type": "anonymous"}, "groupRef": {"name": GROUP}}},
     )
     obj = cluster.wait_status(phase_is("Failed"), "the status on the recreated object", timeout=30)
     assert find_backend(obj["status"], "alpha")["status"] == "unavailable"

@@ -11,6 +11,13 @@
 //! - [`MCPServer`] and [`MCPServerEntry`]: group members (a workload run by
 //!   the operator, and a remote URL).
 //!
+//! Field names, shapes, required fields, enums, defaults, printer columns
+//! and short names follow ToolHive's v1beta1 Go types, so a manifest written
+//! for ToolHive applies unchanged (`docs/kubernetes.md`, "Compatibility with
+//! ToolHive manifests"). Fields that vmcp or its operator act on are typed;
+//! subtrees nothing here acts on are declared as objects that keep unknown
+//! fields, so they are accepted and preserved as written.
+//!
 //! [`crds`] returns the four definitions in a stable order; [`render_yaml`]
 //! renders them as the YAML committed under `deploy/crds/`. The runtime's
 //! RBAC (the YAML under `deploy/rbac/`) is built by [`rbac`].
@@ -20,9 +27,11 @@ pub mod mcp_group;
 pub mod mcp_server;
 pub mod mcp_server_entry;
 pub mod rbac;
+pub mod refs;
 pub mod render;
 mod schema;
 pub mod virtual_mcp_server;
+pub mod workload;
 
 pub use condition::{Condition, ConditionStatus};
 pub use mcp_group::{MCPGroup, MCPGroupPhase, MCPGroupSpec, MCPGroupStatus};
@@ -33,10 +42,11 @@ pub use mcp_server_entry::{
     MCPServerEntry, MCPServerEntryPhase, MCPServerEntrySpec, MCPServerEntryStatus, RemoteTransport,
 };
 pub use rbac::status_lease_name;
+pub use refs::GroupRef;
 pub use render::{crds, render_crd_yaml, render_yaml};
 pub use virtual_mcp_server::{
-    BackendStatus, CircuitBreakerState, DiscoveredBackend, GroupRef, Phase, VirtualMCPServer,
-    VirtualMCPServerSpec, VirtualMCPServerStatus,
+    BackendStatus, CircuitBreakerState, DiscoveredBackend, IncomingAuth, IncomingAuthType, Phase,
+    VirtualMCPServer, VirtualMCPServerSpec, VirtualMCPServerStatus,
 };
 
 /// API group of every vmcp custom resource.

@@ -20,13 +20,25 @@ use crate::condition::Condition;
     version = "v1beta1",
     kind = "MCPGroup",
     plural = "mcpgroups",
+    shortname = "mcpg",
+    shortname = "mcpgroup",
+    category = "toolhive",
     namespaced,
     status = "MCPGroupStatus",
     derive = "PartialEq",
     doc = "MCPGroup is a named set of MCPServers and MCPServerEntries in one namespace.",
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Servers", type_ = "integer", json_path = ".status.serverCount"),
-    printcolumn(name = "Entries", type_ = "integer", json_path = ".status.entryCount"),
+    printcolumn(
+        name = "Proxies",
+        type_ = "integer",
+        json_path = ".status.remoteProxyCount"
+    ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Checked",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type=='MCPServersChecked')].status"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -55,18 +67,32 @@ pub enum MCPGroupPhase {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MCPGroupStatus {
+    /// The `metadata.generation` this status is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
     /// Phase: `Pending`, `Ready` or `Failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<MCPGroupPhase>,
     /// Names of the MCPServers in the group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub servers: Option<Vec<String>>,
     /// Number of MCPServers in the group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub server_count: Option<i32>,
+    /// Names of the MCPRemoteProxies in the group (a kind vmcp does not
+    /// serve; listed for compatibility).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub remote_proxies: Option<Vec<String>>,
+    /// Number of MCPRemoteProxies in the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub remote_proxy_count: Option<i32>,
     /// Names of the MCPServerEntries in the group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub entries: Option<Vec<String>>,
     /// Number of MCPServerEntries in the group.
     #[serde(default, skip_serializing_if = "Option::is_none")]

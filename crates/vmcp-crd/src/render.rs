@@ -15,18 +15,16 @@ pub const UPDATE_COMMAND: &str = "VMCP_UPDATE_CRDS=1 cargo test -p vmcp-crd --te
 /// The four definitions, in a stable order: `VirtualMCPServer`, `MCPGroup`,
 /// `MCPServer`, `MCPServerEntry`.
 ///
-/// These are the derived definitions with one change: `MCPGroup` and
-/// `MCPServer`, whose spec fields are all optional, default a missing `spec`
-/// to `{}`, so an object with only metadata is accepted.
+/// These are the derived definitions with one change: `MCPGroup`, whose
+/// spec fields are all optional, defaults a missing `spec` to `{}`, so an
+/// object with only metadata is accepted.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     let mut group = MCPGroup::crd();
     default_empty_spec(&mut group);
-    let mut server = MCPServer::crd();
-    default_empty_spec(&mut server);
     vec![
         VirtualMCPServer::crd(),
         group,
-        server,
+        MCPServer::crd(),
         MCPServerEntry::crd(),
     ]
 }

@@ -23,6 +23,26 @@ pub(crate) fn backends(generator: &mut SchemaGenerator) -> Schema {
     keyed_list::<crate::virtual_mcp_server::DiscoveredBackend>(generator, "name")
 }
 
+/// Environment variables, merged per `name`.
+pub(crate) fn env_vars(generator: &mut SchemaGenerator) -> Schema {
+    keyed_list::<crate::workload::EnvVar>(generator, "name")
+}
+
+/// An MCPServer's host-path volumes, merged per `name`.
+pub(crate) fn volumes(generator: &mut SchemaGenerator) -> Schema {
+    keyed_list::<crate::mcp_server::Volume>(generator, "name")
+}
+
+/// An MCPServer's secrets, merged per `name`.
+pub(crate) fn secrets(generator: &mut SchemaGenerator) -> Schema {
+    keyed_list::<crate::mcp_server::SecretRef>(generator, "name")
+}
+
+/// Headers taken from Secrets, merged per `headerName`.
+pub(crate) fn header_secrets(generator: &mut SchemaGenerator) -> Schema {
+    keyed_list::<crate::mcp_server_entry::HeaderFromSecret>(generator, "headerName")
+}
+
 /// The schema of an optional list of `T`, marked as a map keyed by `key`.
 fn keyed_list<T: schemars::JsonSchema>(generator: &mut SchemaGenerator, key: &str) -> Schema {
     let mut schema = generator.subschema_for::<Option<Vec<T>>>();

@@ -10,13 +10,24 @@
 // which clippy mistakes for duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
+use std::collections::BTreeMap;
+
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
+use crate::refs::{
+    AuthzConfigRef, GroupRef, LocalObjectRef, NameRef, OidcConfigRef, TelemetryConfigRef,
+};
+use crate::workload::{ServiceType, SessionAffinity, SessionStorage};
 
-/// Desired state of a vmcp gateway.
+/// Desired state of a vmcp gateway, in the shape of ToolHive's v1beta1
+/// `VirtualMCPServerSpec`. The runtime serves the members of `groupRef`
+/// with the settings of `config`; the operator renders the Deployment,
+/// Service and ConfigMap from the typed fields. Subtrees that nothing here
+/// acts on (`config` beyond vmcp's own fields, `authServerConfig`,
+/// `podTemplateSpec`, `incomingAuth.authzConfig`) are kept as written.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "toolhive.stacklok.dev",
@@ -24,30 +35,71 @@ use crate::condition::Condition;
     kind = "VirtualMCPServer",
     plural = "virtualmcpservers",
     shortname = "vmcp",
+    shortname = "virtualmcp",
+    category = "toolhive",
     namespaced,
     status = "VirtualMCPServerStatus",
     derive = "PartialEq",
     doc = "VirtualMCPServer aggregates the MCP servers of one MCPGroup behind a single MCP endpoint.",
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "The phase of the VirtualMCPServer"
+    ),
+    printcolumn(
+        name = "URL",
+        type_ = "string",
+        json_path = ".status.url",
+        description = "Virtual MCP server URL"
+    ),
     printcolumn(
         name = "Backends",
         type_ = "integer",
-        json_path = ".status.backendCount"
-    ),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+        json_path = ".status.backendCount",
+        description = "Discovered backends count"
     ),
     printcolumn(
         name = "Age",
         type_ = "date",
-        json_path = ".metadata.creationTimestamp"
+        json_path = ".metadata.creationTimestamp",
+        description = "Age"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type=='Ready')].status"
     )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualMCPServerSpec {
+    /// How clients authenticate to the gateway. Required: `type: anonymous`
+    /// when they do not.
+    pub incoming_auth: IncomingAuth,
+    /// How the gateway authenticates to its backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outgoing_auth: Option<OutgoingAuth>,
+    /// Client request headers forwarded as they are to every backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub passthrough_headers: Option<Vec<String>>,
+    /// Type of the Service in front of the gateway: `ClusterIP` (the
+    /// default), `NodePort` or `LoadBalancer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "ClusterIP"))]
+    pub service_type: Option<ServiceType>,
+    /// Service session affinity: `ClientIP` (the default) or `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "ClientIP"))]
+    pub session_affinity: Option<SessionAffinity>,
+    /// An existing ServiceAccount to run as; one is created when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// A pod template merged over the generated one (the gateway's container
+    /// is named `vmcp`), kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form_object")]
+    pub pod_template_spec: Option<serde_json::Value>,
     /// The MCPGroup whose members are this gateway's backends.
     pub group_ref: GroupRef,
     /// The vmcp configuration (the same fields as the configuration file:
@@ -55,30 +107,117 @@ pub struct VirtualMCPServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::free_form_object")]
     pub config: Option<serde_json::Value>,
-    /// Number of gateway replicas. With more than one, a Lease elects the
-    /// replica that writes the status.
+    /// A shared MCPTelemetryConfig.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry_config_ref: Option<TelemetryConfigRef>,
+    /// An EmbeddingServer for the tool optimizer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_server_ref: Option<NameRef>,
+    /// An embedded OAuth authorization server, kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form_object")]
+    pub auth_server_config: Option<serde_json::Value>,
+    /// Number of gateway replicas; unset leaves it to an autoscaler. With
+    /// more than one, a Lease elects the replica that writes the status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub replicas: Option<i32>,
-    /// Type of the Service in front of the gateway (e.g. `ClusterIP`).
+    /// Where sessions are kept, for several replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_type: Option<String>,
-    /// How clients authenticate to the gateway, kept as written.
+    pub session_storage: Option<SessionStorage>,
+    /// Pull secrets for the gateway's image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::free_form_object")]
-    pub incoming_auth: Option<serde_json::Value>,
-    /// How the gateway authenticates to its backends, kept as written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::free_form_object")]
-    pub outgoing_auth: Option<serde_json::Value>,
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub image_pull_secrets: Option<Vec<LocalObjectRef>>,
 }
 
-/// A reference to an MCPGroup in the same namespace.
+/// How clients authenticate to the gateway.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.type == 'oidc' ? has(self.oidcConfigRef) : true",
+        "message": "spec.incomingAuth.oidcConfigRef is required when type is oidc",
+    },
+    {
+        "rule": "!(has(self.authzConfig) && has(self.authzConfigRef))",
+        "message": "authzConfig and authzConfigRef are mutually exclusive; use authzConfigRef to reference a shared MCPAuthzConfig",
+    },
+]))]
+pub struct IncomingAuth {
+    /// `anonymous` or `oidc`.
+    #[serde(rename = "type")]
+    pub type_: IncomingAuthType,
+    /// The shared MCPOIDCConfig that validates client tokens (for `oidc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_config_ref: Option<OidcConfigRef>,
+    /// Inline or ConfigMap authorization policies, kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form_object")]
+    pub authz_config: Option<serde_json::Value>,
+    /// A shared MCPAuthzConfig (exclusive with `authzConfig`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authz_config_ref: Option<AuthzConfigRef>,
+}
+
+/// How clients authenticate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IncomingAuthType {
+    /// No authentication.
+    Anonymous,
+    /// Bearer tokens from an OIDC provider.
+    Oidc,
+}
+
+/// How the gateway authenticates to its backends.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutgoingAuth {
+    /// `discovered` (the default: from each member's
+    /// `externalAuthConfigRef`) or `inline` (from `backends`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "discovered"))]
+    pub source: Option<OutgoingAuthSource>,
+    /// For backends without an entry in `backends`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<BackendAuth>,
+    /// Per backend, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends: Option<BTreeMap<String, BackendAuth>>,
+}
+
+/// Where backend authentication comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutgoingAuthSource {
+    /// From each member's `externalAuthConfigRef`.
+    Discovered,
+    /// From `outgoingAuth.backends`.
+    Inline,
+}
+
+/// How the gateway authenticates to one backend.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct GroupRef {
-    /// Name of the MCPGroup.
-    #[schemars(length(min = 1))]
-    pub name: String,
+#[serde(rename_all = "camelCase")]
+pub struct BackendAuth {
+    /// `discovered` or `externalAuthConfigRef`.
+    #[serde(rename = "type")]
+    pub type_: BackendAuthType,
+    /// The MCPExternalAuthConfig to use (for `externalAuthConfigRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_auth_config_ref: Option<NameRef>,
+}
+
+/// One backend's authentication strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum BackendAuthType {
+    /// From the member's own `externalAuthConfigRef`.
+    #[serde(rename = "discovered")]
+    Discovered,
+    /// From the named MCPExternalAuthConfig.
+    #[serde(rename = "externalAuthConfigRef")]
+    ExternalAuthConfigRef,
 }
 
 /// The gateway's overall phase.
@@ -133,6 +272,15 @@ pub struct VirtualMCPServerStatus {
     /// Where clients reach the gateway (written by the operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Hash of the referenced MCPAuthzConfig (written by the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authz_config_hash: Option<String>,
+    /// Hash of the referenced MCPOIDCConfig (written by the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_config_hash: Option<String>,
+    /// Hash of the referenced MCPTelemetryConfig (written by the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry_config_hash: Option<String>,
 }
 
 /// One backend's state as reported.

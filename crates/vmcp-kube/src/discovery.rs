@@ -27,8 +27,8 @@ use crate::resources;
 pub struct Member {
     /// Object name: the backend's name.
     pub name: String,
-    /// `spec.groupRef` (a name, or `{name}`).
-    pub group: Option<String>,
+    /// `spec.groupRef`.
+    pub group: GroupRef,
     /// Where it is served.
     pub url: Option<String>,
     /// Wire transport as written on the object.
@@ -37,30 +37,64 @@ pub struct Member {
     pub phase: Option<String>,
 }
 
+/// A member's `spec.groupRef`, as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupRef {
+    /// `groupRef: {name: <group>}`, the v1beta1 shape.
+    Named(String),
+    /// `groupRef: <group>`, a bare name: the shape of vmcp's CRDs before
+    /// they followed ToolHive's. No longer read; such a member is reported
+    /// so that it can be re-applied in the new shape.
+    BareName(String),
+    /// No `groupRef`, or one of neither shape.
+    Missing,
+}
+
+impl GroupRef {
+    fn of(spec: Option<&Value>) -> Self {
+        match spec.and_then(|s| s.get("groupRef")) {
+            Some(Value::Object(reference)) => reference
+                .get("name")
+                .and_then(Value::as_str)
+                .map_or(Self::Missing, |name| Self::Named(name.to_string())),
+            Some(Value::String(name)) => Self::BareName(name.clone()),
+            _ => Self::Missing,
+        }
+    }
+
+    /// The group the member is in, if it names one in the current shape.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Self::Named(name) => Some(name),
+            Self::BareName(_) | Self::Missing => None,
+        }
+    }
+}
+
 impl Member {
-    /// Reads an `MCPServer`: URL from `status.url`, transport from
-    /// `spec.proxyMode`, else `spec.transport`.
+    /// Reads an `MCPServer`: group from `spec.groupRef.name`, URL from
+    /// `status.url`, transport from `spec.proxyMode`, else `spec.transport`.
     pub fn of_server(object: &DynamicObject) -> Self {
         let spec = object.data.get("spec");
         let status = object.data.get("status");
         let proxy_mode = string_at(spec, "proxyMode");
         Self {
             name: object.metadata.name.clone().unwrap_or_default(),
-            group: group_of(spec),
+            group: GroupRef::of(spec),
             url: string_at(status, "url"),
             transport: proxy_mode.or_else(|| string_at(spec, "transport")),
             phase: string_at(status, "phase"),
         }
     }
 
-    /// Reads an `MCPServerEntry`: URL from `spec.remoteURL`, transport from
-    /// `spec.transport`.
+    /// Reads an `MCPServerEntry`: group from `spec.groupRef.name`, URL from
+    /// `spec.remoteUrl`, transport from `spec.transport`.
     pub fn of_entry(object: &DynamicObject) -> Self {
         let spec = object.data.get("spec");
         Self {
             name: object.metadata.name.clone().unwrap_or_default(),
-            group: group_of(spec),
-            url: string_at(spec, "remoteURL"),
+            group: GroupRef::of(spec),
+            url: string_at(spec, "remoteUrl"),
             transport: string_at(spec, "transport"),
             phase: None,
         }
@@ -73,17 +107,6 @@ fn string_at(parent: Option<&Value>, key: &str) -> Option<String> {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
-}
-
-fn group_of(spec: Option<&Value>) -> Option<String> {
-    match spec.and_then(|s| s.get("groupRef"))? {
-        Value::String(name) => Some(name.clone()),
-        Value::Object(reference) => reference
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        _ => None,
-    }
 }
 
 /// Why a member of the group is not a backend (logged, never fatal).
@@ -119,6 +142,20 @@ pub enum Skipped {
         /// What it says.
         transport: String,
     },
+    /// The member names the group with a bare `groupRef: <name>` (the shape
+    /// before v1beta1 objects followed ToolHive's): it must be re-applied
+    /// with `groupRef: {name: <name>}`.
+    #[error(
+        "{kind} {name} names the group as `groupRef: {group}`; re-apply it with `groupRef: {{name: {group}}}`"
+    )]
+    BareGroupRef {
+        /// The kind of object.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The group it names.
+        group: String,
+    },
     /// An `MCPServer` and an `MCPServerEntry` share a name; the server wins.
     #[error("MCPServerEntry {0} has the name of an MCPServer in the group; the MCPServer is used")]
     NameTaken(String),
@@ -133,7 +170,17 @@ pub fn backends_of(
 ) -> (Vec<BackendConfig>, Vec<Skipped>) {
     let mut chosen: BTreeMap<String, BackendConfig> = BTreeMap::new();
     let mut skipped = Vec::new();
-    for server in servers.iter().filter(|m| m.group.as_deref() == Some(group)) {
+    for (kind, members) in [("MCPServer", servers), ("MCPServerEntry", entries)] {
+        skipped.extend(members.iter().filter_map(|m| match &m.group {
+            GroupRef::BareName(named) if named == group => Some(Skipped::BareGroupRef {
+                kind,
+                name: m.name.clone(),
+                group: named.clone(),
+            }),
+            _ => None,
+        }));
+    }
+    for server in servers.iter().filter(|m| m.group.name() == Some(group)) {
         if let Some(phase) = server
             .phase
             .as_deref()
@@ -167,7 +214,7 @@ pub fn backends_of(
             Err(reason) => skipped.push(reason),
         }
     }
-    for entry in entries.iter().filter(|m| m.group.as_deref() == Some(group)) {
+    for entry in entries.iter().filter(|m| m.group.name() == Some(group)) {
         if chosen.contains_key(&entry.name) {
             skipped.push(Skipped::NameTaken(entry.name.clone()));
             continue;
@@ -410,7 +457,16 @@ async fn run(
 
 #[cfg(test)]
 mod tests {
+    use kube::core::ApiResource;
+    use serde_json::json;
+
     use super::*;
+
+    fn object(resource: &ApiResource, name: &str, data: Value) -> DynamicObject {
+        let mut o = DynamicObject::new(name, resource);
+        o.data = data;
+        o
+    }
 
     fn member(
         name: &str,
@@ -421,7 +477,7 @@ mod tests {
     ) -> Member {
         Member {
             name: name.into(),
-            group: Some(group.into()),
+            group: GroupRef::Named(group.into()),
             url: url.map(str::to_string),
             transport: transport.map(str::to_string),
             phase: phase.map(str::to_string),
@@ -504,12 +560,103 @@ mod tests {
     }
 
     #[test]
-    fn group_ref_may_be_a_name_or_an_object() {
-        let spec = serde_json::json!({"groupRef": "g"});
-        assert_eq!(group_of(Some(&spec)).as_deref(), Some("g"));
-        let spec = serde_json::json!({"groupRef": {"name": "g"}});
-        assert_eq!(group_of(Some(&spec)).as_deref(), Some("g"));
-        assert_eq!(group_of(Some(&serde_json::json!({}))), None);
+    fn group_ref_is_read_from_its_name() {
+        let cases = [
+            (
+                json!({"groupRef": {"name": "g"}}),
+                GroupRef::Named("g".into()),
+            ),
+            (json!({"groupRef": "g"}), GroupRef::BareName("g".into())),
+            (json!({"groupRef": {}}), GroupRef::Missing),
+            (json!({"groupRef": {"name": 7}}), GroupRef::Missing),
+            (json!({"groupRef": 7}), GroupRef::Missing),
+            (json!({}), GroupRef::Missing),
+        ];
+        for (spec, expected) in cases {
+            assert_eq!(GroupRef::of(Some(&spec)), expected, "{spec}");
+        }
+        assert_eq!(GroupRef::of(None), GroupRef::Missing);
+        assert_eq!(GroupRef::Named("g".into()).name(), Some("g"));
+        assert_eq!(GroupRef::BareName("g".into()).name(), None);
+    }
+
+    #[test]
+    fn members_are_read_in_the_v1beta1_shapes() {
+        let server = object(
+            &resources::mcp_server(),
+            "fetch",
+            json!({
+                "spec": {"image": "ghcr.io/x/fetch", "transport": "stdio", "proxyMode": "sse",
+                         "proxyPort": 8080, "mcpPort": 9000, "groupRef": {"name": "g"}},
+                "status": {"url": "http://fetch.ns.svc:8080/sse", "phase": "Ready"},
+            }),
+        );
+        assert_eq!(
+            Member::of_server(&server),
+            Member {
+                name: "fetch".into(),
+                group: GroupRef::Named("g".into()),
+                url: Some("http://fetch.ns.svc:8080/sse".into()),
+                transport: Some("sse".into()),
+                phase: Some("Ready".into()),
+            }
+        );
+        let entry = object(
+            &resources::mcp_server_entry(),
+            "remote",
+            json!({"spec": {"remoteUrl": "https://mcp.example.com/mcp", "transport": "streamable-http",
+                            "groupRef": {"name": "g"}}}),
+        );
+        assert_eq!(
+            Member::of_entry(&entry),
+            Member {
+                name: "remote".into(),
+                group: GroupRef::Named("g".into()),
+                url: Some("https://mcp.example.com/mcp".into()),
+                transport: Some("streamable-http".into()),
+                phase: None,
+            }
+        );
+        // The pre-v1beta1-compatible spelling is not read.
+        let old = object(
+            &resources::mcp_server_entry(),
+            "old",
+            json!({"spec": {"remoteURL": "https://mcp.example.com/mcp", "transport": "sse", "groupRef": {"name": "g"}}}),
+        );
+        assert_eq!(Member::of_entry(&old).url, None);
+    }
+
+    #[test]
+    fn members_with_a_bare_group_name_are_reported_not_served() {
+        let mut bare = member("old", "g", Some("http://old/mcp"), Some("sse"), None);
+        bare.group = GroupRef::BareName("g".into());
+        let mut elsewhere = member("other", "g", Some("http://o/mcp"), Some("sse"), None);
+        elsewhere.group = GroupRef::BareName("another".into());
+        let mut missing = member("none", "g", Some("http://n/mcp"), Some("sse"), None);
+        missing.group = GroupRef::Missing;
+        let servers = [bare.clone(), missing.clone()];
+        let entries = [bare, elsewhere, missing];
+        let (backends, skipped) = backends_of("g", &servers, &entries);
+        assert!(backends.is_empty(), "{backends:?}");
+        assert_eq!(
+            skipped,
+            [
+                Skipped::BareGroupRef {
+                    kind: "MCPServer",
+                    name: "old".into(),
+                    group: "g".into()
+                },
+                Skipped::BareGroupRef {
+                    kind: "MCPServerEntry",
+                    name: "old".into(),
+                    group: "g".into()
+                },
+            ]
+        );
+        assert_eq!(
+            skipped[1].to_string(),
+            "MCPServerEntry old names the group as `groupRef: g`; re-apply it with `groupRef: {name: g}`"
+        );
     }
 
     #[test]
@@ -550,9 +697,11 @@ mod tests {
     #[test]
     fn the_store_publishes_after_its_first_listing() {
         let object = |name: &str| {
-            let mut o = DynamicObject::new(name, &resources::mcp_server_entry());
-            o.data = serde_json::json!({"spec": {"groupRef": "g", "remoteURL": "http://x/mcp", "transport": "sse"}});
-            o
+            object(
+                &resources::mcp_server_entry(),
+                name,
+                json!({"spec": {"groupRef": {"name": "g"}, "remoteUrl": "http://x/mcp", "transport": "sse"}}),
+            )
         };
         let mut store = Store::default();
         assert!(!store.apply(Event::Init, Member::of_entry));

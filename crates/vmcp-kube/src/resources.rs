@@ -22,7 +22,7 @@ pub fn mcp_server() -> ApiResource {
     ApiResource::erase::<MCPServer>(&())
 }
 
-/// `MCPServerEntry`: a group member that is a remote URL (`spec.remoteURL`).
+/// `MCPServerEntry`: a group member that is a remote URL (`spec.remoteUrl`).
 pub fn mcp_server_entry() -> ApiResource {
     ApiResource::erase::<MCPServerEntry>(&())
 }
