@@ -186,7 +186,7 @@ def mcpgroup_manifest(namespace: str, name: str, description: str = "e2e") -> di
 
 
 def virtualmcpserver_manifest(namespace: str, name: str, group: str) -> dict[str, Any]:
-    return {"apiVersion": API_VERSION, "kind": "VirtualMCPServer", "metadata": {"name": name, "namespace": namespace}, "spec": {"groupRef": {"name": group}}}
+    return {"apiVersion": API_VERSION, "kind": "VirtualMCPServer", "metadata": {"name": name, "namespace": namespace}, "spec": {"incomingAuth": {"type": "anonymous"}, "groupRef": {"name": group}}}
 
 
 def mcpserverentry_manifest(namespace: str, name: str, url: str, group: str, transport: str = "streamable-http") -> dict[str, Any]:
@@ -195,7 +195,7 @@ def mcpserverentry_manifest(namespace: str, name: str, url: str, group: str, tra
         "apiVersion": API_VERSION,
         "kind": "MCPServerEntry",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"remoteURL": url, "transport": transport, "groupRef": group},
+        "spec": {"remoteUrl": url, "transport": transport, "groupRef": {"name": group}},
     }
 
 
