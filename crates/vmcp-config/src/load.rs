@@ -193,6 +193,7 @@ pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigError> {
         root: &root,
         issues: Vec::new(),
         removed: Removed::new(),
+        unknown: Removed::new(),
         truncated: false,
     };
     let config = collector.build_config();
@@ -262,6 +263,9 @@ struct Collector<'a> {
     issues: Vec<ConfigIssue>,
     /// Values already reported and left out of reading.
     removed: Removed,
+    /// Those of them that are unknown fields: leaving them out changes no
+    /// value the cross-field rules read.
+    unknown: Removed,
     /// [`MAX_ISSUES`] was reached.
     truncated: bool,
 }
@@ -361,6 +365,10 @@ impl Collector<'_> {
             // that lacks a required field.
             let (reported, left_out) = match err.problem {
                 Problem::MissingField { field } => (path.join(field), path),
+                Problem::UnknownField { .. } => {
+                    self.unknown.insert(path.clone());
+                    (path.clone(), path)
+                }
                 _ => (path.clone(), path),
             };
             // A required field that was left out is missing as a consequence.
@@ -382,7 +390,8 @@ impl Collector<'_> {
     /// mapping (a rule comparing siblings would judge a default instead of
     /// what was written), or at a mapping or list that contains it.
     fn blurred(&self, path: &FieldPath) -> bool {
-        self.removed.iter().any(|removed| {
+        let unread = self.removed.difference(&self.unknown);
+        unread.into_iter().any(|removed| {
             let scope = match removed.0.last() {
                 Some(Segment::Key(_)) if removed.0.len() > 1 => removed.parent(),
                 _ => removed.clone(),

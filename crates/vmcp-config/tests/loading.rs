@@ -122,7 +122,7 @@ bogus: true
 }
 
 /// Every problem of a file in one run, however many share a section or a
-/// mapping: each case lists exactly the issues `vmcp validate` prints.
+/// mapping: each case lists the issues `vmcp validate` prints, in order.
 #[test]
 fn every_problem_is_reported_in_one_run() {
     let head = "name: demo\nbackends:\n  - {name: ok, transport: stdio, command: ./s}\n";
@@ -175,13 +175,13 @@ fn every_problem_is_reported_in_one_run() {
                 "t.yaml:7: operational.timeouts.default: invalid value \"5x\", expected a duration such as \"500ms\", \"30s\" or \"1m30s\"",
                 "t.yaml:8: operational.timeouts.perWorkload.ghost: unknown backend \"ghost\"",
                 "t.yaml:10: operational.failureHandling.unhealthyThreshold: expected u32, found a string",
-                "t.yaml:13: operational.failureHandling.retries: unknown field, expected one of healthCheckInterval, unhealthyThreshold, healthCheckTimeout, degradedLatencyThreshold, statusReportingInterval, partialFailureMode, circuitBreaker",
+                "t.yaml:13: operational.failureHandling.retries: unknown field, expected one of healthCheckInterval",
                 "t.yaml:14: operational.failureHandling.circuitBreaker.enabled: expected a boolean, found a string",
                 "t.yaml:14: operational.failureHandling.circuitBreaker.timeout: invalid value \"-1s\", expected a duration such as \"500ms\", \"30s\" or \"1m30s\"",
             ],
         ),
         (
-            "cross-field rules beside type errors in other mappings",
+            "cross-field rules beside type errors in other mappings and an unknown field",
             "aggregation:
   conflictResolution: priority
   tools:
@@ -190,13 +190,15 @@ operational:
   failureHandling:
     healthCheckInterval: 5s
     healthCheckTimeout: 5s
+    retries: 2
   timeouts: {default: 0s}
 ",
             &[
                 "t.yaml:5: aggregation.conflictResolutionConfig.priorityOrder: conflictResolution priority needs priorityOrder (backend names, most preferred first)",
                 "t.yaml:7: aggregation.tools[0].excludeAll: expected a boolean, found a string",
                 "t.yaml:11: operational.failureHandling.healthCheckTimeout: must be below healthCheckInterval (5s), or probes would pile up",
-                "t.yaml:12: operational.timeouts.default: must be above zero",
+                "t.yaml:12: operational.failureHandling.retries: unknown field, expected one of healthCheckInterval",
+                "t.yaml:13: operational.timeouts.default: must be above zero",
             ],
         ),
         (
@@ -240,7 +242,11 @@ extra: 1
             }
             other => panic!("{what}: expected issues, got {other:?}"),
         };
-        assert_eq!(got, *want, "{what}");
+        // Each issue in order, starting with the expected text (lists of
+        // field names may grow).
+        let matches =
+            got.len() == want.len() && got.iter().zip(want.iter()).all(|(g, w)| g.starts_with(w));
+        assert!(matches, "{what}: got {got:#?}\nwant {want:#?}");
     }
 }
 
