@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,55 @@ def test_state_file_and_status_command_follow_the_gateway(launcher: Launcher, tm
     stopped = vmcp_status(launcher.vmcp_bin, state_dir)
     assert stopped.returncode == 2, stopped.stdout + stopped.stderr
     assert "STALE" in stopped.stdout
+
+
+def test_two_gateways_of_one_name_never_share_a_state_file(launcher: Launcher, tmp_path: Path) -> None:
+    """A second gateway with the same name and state dir (another port) reports
+    to `<name>@2.json` and says so; `vmcp status` lists both writers and never
+    flips between them; a writer killed with SIGKILL does not block the next."""
+    state_dir = tmp_path / "state"
+    config = fast_health_config([py_stdio_config("one")])
+    config["name"] = "twins"
+    args = ["--state-dir", str(state_dir), "--reporter", "file"]
+    first = launcher.gateway(config, args=args, label="twin-first")
+    second = launcher.gateway(config, args=args, label="twin-second")
+
+    def writer(stem: str) -> dict[str, Any] | None:
+        data = state(state_dir, stem)
+        return data["writer"] if data else None
+
+    wait_until(
+        lambda: (writer("twins") or {}).get("pid") == first.pid and (writer("twins@2") or {}).get("pid") == second.pid,
+        30, what="each gateway in its own state file",
+    )
+    assert "another running gateway" in second.log_path.read_text(), second.log_tail()
+    assert "another running gateway" not in first.log_path.read_text(), first.log_tail()
+
+    # Both writers, each with pid, address and start time; the same answer
+    # on every read over several heartbeats (1 s) and status refreshes.
+    expected = [
+        (1, first.pid, f"{first.base}/mcp"),
+        (2, second.pid, f"{second.base}/mcp"),
+    ]
+    deadline = time.monotonic() + 6
+    reads = 0
+    while time.monotonic() < deadline:
+        listed = vmcp_status(launcher.vmcp_bin, state_dir, "--json")
+        entries = json.loads(listed.stdout)
+        got = sorted((e["instance"], e["writer"]["pid"], e["writer"].get("address")) for e in entries)
+        assert got == expected, listed.stdout
+        assert all(e["name"] == "twins" and e["writer"]["startedAt"] for e in entries), listed.stdout
+        reads += 1
+        time.sleep(0.3)
+    assert reads >= 5
+    text = vmcp_status(launcher.vmcp_bin, state_dir, "--name", "twins").stdout
+    assert f"Writer:     pid {first.pid} on " in text and f"{first.base}/mcp, since " in text, text
+    assert "Gateway:    twins (instance 2)" in text and f"pid {second.pid} on " in text, text
+
+    # SIGKILL leaves the lock to the OS, which drops it with the process:
+    # the next gateway of that name takes twins.json again, without a warning.
+    first.kill_hard()
+    third = launcher.gateway(config, args=args, label="twin-third")
+    wait_until(lambda: (writer("twins") or {}).get("pid") == third.pid, 30, what="twins.json taken over")
+    assert "another running gateway" not in third.log_path.read_text(), third.log_tail()
+    assert (writer("twins@2") or {}).get("pid") == second.pid

@@ -6,14 +6,18 @@
 //!
 //! - [`model`]: the typed configuration and its defaults.
 //! - [`duration`]: human durations such as `30s` or `1m30s`.
-//! - [`load`]: YAML parsing with locations, per-section error collection.
+//! - [`load`]: YAML parsing with locations, every problem collected.
+//! - [`node_de`]: typed reading of the located YAML, errors classified by kind.
+//! - [`secret`]: which fields may hold a secret, so errors never show their values.
 //! - [`validate`]: the cross-field rules that serde alone cannot express.
 //! - [`schema`]: the JSON Schema generated from the types.
 
 pub mod duration;
 pub mod load;
 pub mod model;
+pub mod node_de;
 pub mod schema;
+pub mod secret;
 pub mod validate;
 
 pub use duration::HumanDuration;

@@ -1,11 +1,16 @@
-//! Reading a configuration file: YAML with locations, section by section, so
-//! that one mistake does not hide the next.
+//! Reading a configuration file: YAML with locations, so that one mistake
+//! does not hide the next.
 //!
 //! The file is first parsed into a [`Node`] tree that remembers the line of
-//! every value. Each top-level section (and each backend) is then
-//! deserialized on its own, and the cross-field rules of
-//! [`crate::validate`] run last; every problem found becomes a
-//! [`ConfigIssue`] with file, line and field path.
+//! every value. Each top-level section (and each backend) is then read with
+//! [`crate::node_de`]; when a value is wrong, the problem is recorded, the
+//! value is left out and the section is read again, so one run finds every
+//! problem in it (bounded by [`MAX_ISSUES`]). The cross-field rules of
+//! [`crate::validate`] run last on what could be read, except for rules about
+//! a mapping one of whose values was left out (they would only repeat the
+//! first problem, or judge a default instead of what was written). Every
+//! problem becomes a [`ConfigIssue`] with file, line and field path; values
+//! of fields that may hold a secret ([`crate::secret`]) are never shown.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -16,10 +21,15 @@ use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visi
 use serde_json::Value;
 
 use crate::model::Config;
-use crate::validate;
+use crate::node_de::{self, Problem, Removed};
+use crate::{secret, validate};
+
+/// The most problems reported for one file; reading stops there, so the work
+/// stays proportional to the file's size.
+pub const MAX_ISSUES: usize = 100;
 
 /// One step of a field path: a mapping key or a sequence index.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Segment {
     /// A mapping key.
     Key(String),
@@ -46,7 +56,7 @@ impl From<usize> for Segment {
 }
 
 /// A path to a field, printed as `backends[1].url`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FieldPath(pub Vec<Segment>);
 
 impl FieldPath {
@@ -55,6 +65,17 @@ impl FieldPath {
         let mut segments = self.0.clone();
         segments.push(segment.into());
         Self(segments)
+    }
+
+    /// Whether `prefix` is this path or one of its ancestors.
+    pub fn starts_with(&self, prefix: &FieldPath) -> bool {
+        self.0.starts_with(&prefix.0)
+    }
+
+    /// The path of the mapping or list holding this value (itself at the top).
+    fn parent(&self) -> FieldPath {
+        let keep = self.0.len().saturating_sub(1);
+        Self(self.0[..keep].to_vec())
     }
 }
 
@@ -171,25 +192,38 @@ pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigError> {
         file,
         root: &root,
         issues: Vec::new(),
+        removed: Removed::new(),
+        unknown: Removed::new(),
+        truncated: false,
     };
     let config = collector.build_config();
-    let mut issues = collector.issues;
-    if let Some(config) = &config {
+    if let Some(config) = &config
+        && !collector.truncated
+    {
         let known = raw_backend_names(&root);
         for (path, message) in validate::validate(config, &known) {
-            issues.push(ConfigIssue {
-                file: file.to_string(),
-                line: root.line_of(&path),
-                path,
-                message,
-            });
+            if !collector.blurred(&path) {
+                let line = root.line_of(&path);
+                collector.issue(path, line, message);
+            }
         }
     }
+    let mut issues = collector.issues;
     match config {
         // `build_config` returns None only after recording an issue.
         Some(config) if issues.is_empty() => Ok(config),
         _ => {
             issues.sort_by_key(|issue| issue.line);
+            if collector.truncated {
+                issues.push(ConfigIssue {
+                    file: file.to_string(),
+                    line: 0,
+                    path: FieldPath::default(),
+                    message: format!(
+                        "stopped after {MAX_ISSUES} problems; fix these and run again"
+                    ),
+                });
+            }
             Err(ConfigError::Invalid {
                 file: file.to_string(),
                 issues,
@@ -227,6 +261,13 @@ struct Collector<'a> {
     file: &'a str,
     root: &'a Node,
     issues: Vec<ConfigIssue>,
+    /// Values already reported and left out of reading.
+    removed: Removed,
+    /// Those of them that are unknown fields: leaving them out changes no
+    /// value the cross-field rules read.
+    unknown: Removed,
+    /// [`MAX_ISSUES`] was reached.
+    truncated: bool,
 }
 
 impl Collector<'_> {
@@ -255,6 +296,7 @@ impl Collector<'_> {
             Some(node) => self.section(field_path!["name"], node),
             None => {
                 self.issue(field_path!["name"], 1, "missing required field".into());
+                self.removed.insert(field_path!["name"]);
                 None
             }
         };
@@ -270,19 +312,23 @@ impl Collector<'_> {
                     }
                 }
                 NodeKind::Null => {}
-                _ => self.issue(
-                    field_path!["backends"],
-                    node.line,
-                    "expected a list of backends".into(),
-                ),
+                _ => {
+                    self.issue(
+                        field_path!["backends"],
+                        node.line,
+                        "expected a list of backends".into(),
+                    );
+                    self.removed.insert(field_path!["backends"]);
+                }
             }
         }
         let outgoing_auth = self.optional_section("outgoingAuth");
         let aggregation = self.optional_section("aggregation");
         let operational = self.optional_section("operational");
         let server = self.optional_section("server");
+        // A missing or broken name was reported; the rest is still checked.
         Some(Config {
-            name: name?,
+            name: name.unwrap_or_default(),
             group_ref: group_ref.flatten(),
             backends,
             outgoing_auth: outgoing_auth.flatten().unwrap_or_default(),
@@ -301,33 +347,57 @@ impl Collector<'_> {
         }
     }
 
+    /// Reads `node` (at `at`) as a `T`, recording every problem in it: each
+    /// wrong value is reported, left out, and the section read again.
+    /// `None` when the section as a whole cannot be read.
     fn section<T: DeserializeOwned>(&mut self, at: FieldPath, node: &Node) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(node.to_json()) {
-            Ok(value) => Some(value),
-            Err(err) => {
-                let mut path = at;
-                for segment in err.path().iter() {
-                    match segment {
-                        serde_path_to_error::Segment::Seq { index } => path = path.join(*index),
-                        serde_path_to_error::Segment::Map { key } => path = path.join(key.as_str()),
-                        serde_path_to_error::Segment::Enum { variant } => {
-                            path = path.join(variant.as_str())
-                        }
-                        serde_path_to_error::Segment::Unknown => {}
-                    }
+        loop {
+            if self.issues.len() >= MAX_ISSUES {
+                self.truncated = true;
+                return None;
+            }
+            let err = match node_de::from_node::<T>(node, &at, &self.removed) {
+                Ok(value) => return Some(value),
+                Err(err) => err,
+            };
+            let path = err.path.unwrap_or_else(|| at.clone());
+            // What to leave out next time: the wrong value, or the mapping
+            // that lacks a required field.
+            let (reported, left_out) = match err.problem {
+                Problem::MissingField { field } => (path.join(field), path),
+                Problem::UnknownField { .. } => {
+                    self.unknown.insert(path.clone());
+                    (path.clone(), path)
                 }
-                let message = err.into_inner().to_string();
-                // For an unknown field, point at the field itself.
-                if let Some(field) = unknown_field_name(&message)
-                    && path.0.last() != Some(&Segment::from(field))
-                {
-                    path = path.join(field);
-                }
-                let line = self.root.line_of(&path);
-                self.issue(path, line, message);
-                None
+                _ => (path.clone(), path),
+            };
+            // A required field that was left out is missing as a consequence.
+            if !self.removed.contains(&reported) {
+                let line = self.root.line_of(&reported);
+                let echo = !secret::may_hold_secret(&reported);
+                self.issue(reported, line, err.problem.message(echo));
+            }
+            let progress = left_out.starts_with(&at) && self.removed.insert(left_out.clone());
+            if !progress || left_out == at {
+                self.removed.insert(at);
+                return None;
             }
         }
+    }
+
+    /// Whether a cross-field issue at `path` may only echo a value that was
+    /// left out: it is at or inside that value, beside it in the same
+    /// mapping (a rule comparing siblings would judge a default instead of
+    /// what was written), or at a mapping or list that contains it.
+    fn blurred(&self, path: &FieldPath) -> bool {
+        let unread = self.removed.difference(&self.unknown);
+        unread.into_iter().any(|removed| {
+            let scope = match removed.0.last() {
+                Some(Segment::Key(_)) if removed.0.len() > 1 => removed.parent(),
+                _ => removed.clone(),
+            };
+            path.starts_with(removed) || scope.starts_with(path) || path.parent() == scope
+        })
     }
 
     fn issue(&mut self, path: FieldPath, line: u32, message: String) {
@@ -338,11 +408,6 @@ impl Collector<'_> {
             message,
         });
     }
-}
-
-fn unknown_field_name(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split('`').next()
 }
 
 /// A YAML value that remembers the line it was written on.

@@ -273,7 +273,8 @@ fn check_auth(auth: &BackendAuth, at: FieldPath, say: &mut impl FnMut(FieldPath,
         (AuthType::HeaderInjection, Some(header)) => {
             let at = at.join("headerInjection");
             if http::HeaderName::from_bytes(header.header_name.as_bytes()).is_err() {
-                say(at.join("headerName"), format!("{:?} is not a valid HTTP header name", header.header_name));
+                // Never echoed: a token pasted here by mistake is a secret (see `crate::secret`).
+                say(at.join("headerName"), "not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)".into());
             }
             match (&header.header_value, &header.header_value_env) {
                 (Some(_), Some(_)) | (None, None) => say(
@@ -293,10 +294,9 @@ fn check_auth(auth: &BackendAuth, at: FieldPath, say: &mut impl FnMut(FieldPath,
 fn check_http_url(text: &str) -> Result<(), String> {
     let url = url::Url::parse(text).map_err(|err| format!("invalid url: {err}"))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "url scheme must be http or https, not {:?}",
-            url.scheme()
-        ));
+        // The url is not echoed, not even its scheme: `user:password@host`
+        // without a scheme reads as scheme `user` (see `crate::secret`).
+        return Err("url scheme must be http or https".into());
     }
     if url.host().is_none() {
         return Err("url needs a host".into());

@@ -101,9 +101,10 @@ bogus: true
     let issues = issues_of(text);
     let expect = [
         "test.yaml:4: backends[0].transport: transport streamable-http needs a url",
-        "test.yaml:6: backends[1].transport: unknown variant `grpc`",
-        "test.yaml:11: backends[2].colour: unknown field `colour`",
-        "test.yaml:16: operational.timeouts.default: invalid type",
+        "test.yaml:6: backends[1].transport: unknown value \"grpc\", expected one of streamable-http, sse, stdio",
+        "test.yaml:11: backends[2].colour: unknown field, expected one of name, transport",
+        "test.yaml:16: operational.timeouts.default: expected a duration",
+        "test.yaml:19: operational.failureHandling.healthCheckTimeout: must be below healthCheckInterval",
         "test.yaml:20: bogus: unknown field",
     ];
     for want in expect {
@@ -112,10 +113,260 @@ bogus: true
             "missing {want:?} in {issues:#?}"
         );
     }
-    // Priority without an order, and the probe timeout above the interval,
-    // are cross-field rules; operational failed to parse so only the former shows.
+    // Priority without an order is a cross-field rule; it is checked although
+    // other sections have type errors.
     assert!(
         issues.iter().any(|i| i.contains("priorityOrder")),
+        "{issues:#?}"
+    );
+}
+
+/// Every problem of a file in one run, however many share a section or a
+/// mapping: each case lists the issues `vmcp validate` prints, in order.
+#[test]
+fn every_problem_is_reported_in_one_run() {
+    let head = "name: demo\nbackends:\n  - {name: ok, transport: stdio, command: ./s}\n";
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "several bad fields in one backend",
+            "  - name: a
+    transport: streamable-http
+    url: [1]
+    colour: blue
+    args: {x: 1}
+",
+            &[
+                "t.yaml:6: backends[1].url: expected a string, found a list",
+                "t.yaml:7: backends[1].colour: unknown field, expected one of name, transport, url, command, args, env",
+                "t.yaml:8: backends[1].args: expected a list, found a mapping",
+            ],
+        ),
+        (
+            "bad fields in two backends, a required field wrong and one missing",
+            "  - name: a
+    transport: grpc
+    url: 5
+  - transport: stdio
+    command: 7
+",
+            &[
+                "t.yaml:5: backends[1].transport: unknown value \"grpc\", expected one of streamable-http, sse, stdio",
+                "t.yaml:6: backends[1].url: expected a string, found an integer",
+                "t.yaml:7: backends[2].name: missing required field",
+                "t.yaml:8: backends[2].command: expected a string, found an integer",
+            ],
+        ),
+        (
+            "a bad duration, a bad number and an unknown field in operational",
+            "operational:
+  logLevel: loud
+  timeouts:
+    default: 5x
+    perWorkload: {ok: 1s, ghost: 2s}
+  failureHandling:
+    unhealthyThreshold: three
+    healthCheckInterval: 10s
+    healthCheckTimeout: 20s
+    retries: 2
+    circuitBreaker: {enabled: sometimes, timeout: -1s}
+",
+            &[
+                "t.yaml:5: operational.logLevel: unknown log level \"loud\", expected one of trace, debug, info, warn, error",
+                "t.yaml:7: operational.timeouts.default: invalid value \"5x\", expected a duration such as \"500ms\", \"30s\" or \"1m30s\"",
+                "t.yaml:8: operational.timeouts.perWorkload.ghost: unknown backend \"ghost\"",
+                "t.yaml:10: operational.failureHandling.unhealthyThreshold: expected u32, found a string",
+                "t.yaml:13: operational.failureHandling.retries: unknown field, expected one of healthCheckInterval",
+                "t.yaml:14: operational.failureHandling.circuitBreaker.enabled: expected a boolean, found a string",
+                "t.yaml:14: operational.failureHandling.circuitBreaker.timeout: invalid value \"-1s\", expected a duration such as \"500ms\", \"30s\" or \"1m30s\"",
+            ],
+        ),
+        (
+            "cross-field rules beside type errors in other mappings and an unknown field",
+            "aggregation:
+  conflictResolution: priority
+  tools:
+    - {workload: ok, excludeAll: maybe}
+operational:
+  failureHandling:
+    healthCheckInterval: 5s
+    healthCheckTimeout: 5s
+    retries: 2
+  timeouts: {default: 0s}
+",
+            &[
+                "t.yaml:5: aggregation.conflictResolutionConfig.priorityOrder: conflictResolution priority needs priorityOrder (backend names, most preferred first)",
+                "t.yaml:7: aggregation.tools[0].excludeAll: expected a boolean, found a string",
+                "t.yaml:11: operational.failureHandling.healthCheckTimeout: must be below healthCheckInterval (5s), or probes would pile up",
+                "t.yaml:12: operational.failureHandling.retries: unknown field, expected one of healthCheckInterval",
+                "t.yaml:13: operational.timeouts.default: must be above zero",
+            ],
+        ),
+        (
+            "a rule about a mapping with an unreadable value waits for the fix",
+            "  - name: a
+    transport: sse
+    url: {host: x}
+operational:
+  failureHandling:
+    healthCheckInterval: soon
+    healthCheckTimeout: 40s
+",
+            // Not "transport sse needs a url" nor "healthCheckTimeout must be
+            // below healthCheckInterval (30s)": both would judge a default.
+            &[
+                "t.yaml:6: backends[1].url: expected a string, found a mapping",
+                "t.yaml:9: operational.failureHandling.healthCheckInterval: invalid value \"soon\", expected a duration such as \"500ms\", \"30s\" or \"1m30s\"",
+            ],
+        ),
+        (
+            "broken sections, unknown sections and a broken list together",
+            "outgoingAuth: 5
+aggregation: [prefix]
+server: {pageSize: 0, maxRequestBytes: lots}
+extra: 1
+",
+            &[
+                "t.yaml:4: outgoingAuth: expected a mapping, found an integer",
+                "t.yaml:5: aggregation: expected a mapping, found a list",
+                // pageSize: 0 is reported once maxRequestBytes beside it reads.
+                "t.yaml:6: server.maxRequestBytes: expected u64, found a string",
+                "t.yaml:7: extra: unknown field, expected one of name, groupRef, backends, outgoingAuth, aggregation, operational, server",
+            ],
+        ),
+    ];
+    for (what, tail, want) in cases {
+        let text = format!("{head}{tail}");
+        let got = match load_str(&text, "t.yaml") {
+            Err(ConfigError::Invalid { issues, .. }) => {
+                issues.iter().map(|i| i.to_string()).collect::<Vec<_>>()
+            }
+            other => panic!("{what}: expected issues, got {other:?}"),
+        };
+        // Each issue in order, starting with the expected text (lists of
+        // field names may grow).
+        let matches =
+            got.len() == want.len() && got.iter().zip(want.iter()).all(|(g, w)| g.starts_with(w));
+        assert!(matches, "{what}: got {got:#?}\nwant {want:#?}");
+    }
+}
+
+/// Values of fields that may hold a secret never appear in an error,
+/// whatever is wrong with them; other values are shown where that helps.
+#[test]
+fn errors_never_show_a_secret_value() {
+    const SECRET: &str = "sk-live-4242";
+    let auth = |header: &str| {
+        format!(
+            "name: demo
+backends:
+  - {{name: a, transport: streamable-http, url: 'http://127.0.0.1:1/mcp'}}
+outgoingAuth:
+  backends:
+    a:
+      type: header_injection
+      headerInjection:
+{header}"
+        )
+    };
+    let backend = |fields: &str| {
+        format!(
+            "name: demo\nbackends:\n  - name: a\n    transport: stdio\n    command: ./s\n{fields}"
+        )
+    };
+    let cases = [
+        (
+            "a numeric headerValue",
+            auth("        headerName: X-Key\n        headerValue: 4242424242\n"),
+            "4242424242",
+            "outgoingAuth.backends.a.headerInjection.headerValue: expected a string, found an integer",
+        ),
+        (
+            "a bearer token pasted into headerName",
+            auth(&format!(
+                "        headerName: Bearer {SECRET}\n        headerValueEnv: KEY\n"
+            )),
+            SECRET,
+            "outgoingAuth.backends.a.headerInjection.headerName: not a valid HTTP header name",
+        ),
+        (
+            "a token as headerValueEnv's value, of the wrong type",
+            auth(&format!(
+                "        headerName: X-Key\n        headerValueEnv: [{SECRET}]\n"
+            )),
+            SECRET,
+            "outgoingAuth.backends.a.headerInjection.headerValueEnv: expected a string, found a list",
+        ),
+        (
+            "a token pasted into the auth type",
+            format!(
+                "name: demo\nbackends: [{{name: a, transport: stdio, command: x}}]\noutgoingAuth:\n  default: {{type: {SECRET}}}\n"
+            ),
+            SECRET,
+            "outgoingAuth.default.type: unknown value, expected one of unauthenticated, header_injection",
+        ),
+        (
+            "a numeric API key in a stdio server's env",
+            backend("    env: {API_KEY: 4242424242}\n"),
+            "4242424242",
+            "backends[0].env.API_KEY: expected a string, found an integer",
+        ),
+        (
+            "a token in args",
+            backend(&format!("    args: [--token, {{{SECRET}: 1}}]\n")),
+            SECRET,
+            "backends[0].args[1]: expected a string, found a mapping",
+        ),
+        (
+            "credentials in a url without a scheme",
+            format!(
+                "name: demo\nbackends:\n  - {{name: a, transport: sse, url: 'admin:{SECRET}@example.com/sse'}}\n"
+            ),
+            SECRET,
+            "backends[0].url: url scheme must be http or https",
+        ),
+        (
+            "a user name in a url read as its scheme",
+            format!(
+                "name: demo\nbackends:\n  - {{name: a, transport: sse, url: '{SECRET}:pw@example.com/sse'}}\n"
+            ),
+            SECRET,
+            "backends[0].url: url scheme must be http or https",
+        ),
+    ];
+    for (what, text, secret, want) in cases {
+        let issues = issues_of(&text);
+        assert!(
+            issues.iter().any(|i| i.contains(want)),
+            "{what}: missing {want:?} in {issues:#?}"
+        );
+        for issue in &issues {
+            assert!(
+                !issue.contains(secret),
+                "{what}: {issue:?} shows the secret"
+            );
+        }
+    }
+}
+
+/// However broken a file is, the report (and the work) is bounded.
+#[test]
+fn the_report_is_bounded() {
+    let mut text = String::from("name: demo\nbackends:\n");
+    for i in 0..(vmcp_config::load::MAX_ISSUES + 50) {
+        text.push_str(&format!(
+            "  - {{name: b{i}, transport: stdio, command: x, bad: 1}}\n"
+        ));
+    }
+    let issues = issues_of(&text);
+    assert_eq!(
+        issues.len(),
+        vmcp_config::load::MAX_ISSUES + 1,
+        "{issues:#?}"
+    );
+    assert!(
+        issues
+            .last()
+            .is_some_and(|i| i.contains("stopped after 100 problems")),
         "{issues:#?}"
     );
 }

@@ -9,6 +9,15 @@
 //!               "heartbeatSeconds": 30, "writtenAt": "...", "stopped": false } }
 //! ```
 //!
+//! One writer per file: the reporter holds an exclusive OS lock on
+//! `<state dir>/.<name>.json.lock` for as long as its process lives (the
+//! operating system drops it when the process ends, even on SIGKILL). A
+//! second gateway with the same name and state directory (on another port,
+//! which is legitimate on a laptop) does not overwrite the first one's
+//! reports: it takes the next free instance file `<name>@2.json`,
+//! `<name>@3.json`, … (at most [`MAX_INSTANCES`]) and says so, and
+//! `vmcp status` lists each writer. `@` never occurs in [`state_file_name`].
+//!
 //! It is replaced atomically (a temporary file in the same directory,
 //! fsync, rename, fsync of the directory), so a reader sees the old or the
 //! new content, never a mix. `stopped` is `true` only after the final write
@@ -59,7 +68,13 @@ pub struct WriterInfo {
     /// Whether the writer stopped cleanly after this write.
     #[serde(default)]
     pub stopped: bool,
+    /// Where the writer serves MCP, e.g. `http://127.0.0.1:4483/mcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
+
+/// The most gateways of one name that can report from one state directory.
+pub const MAX_INSTANCES: u32 = 16;
 
 /// Problems with the state directory and state files.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +109,27 @@ pub enum FileError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// The lock of a state file could not be taken (not because another
+    /// gateway holds it).
+    #[error("cannot lock {}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Every instance file of this gateway name is held by a running gateway.
+    #[error(
+        "{MAX_INSTANCES} gateways named {name:?} already report to {}; stop one or use another --state-dir",
+        dir.display()
+    )]
+    AllInstancesTaken {
+        /// The gateway name.
+        name: String,
+        /// The state directory.
+        dir: PathBuf,
     },
     /// A state file is not valid.
     #[error("{} is not a valid vmcp state file", path.display())]
@@ -146,6 +182,29 @@ pub fn state_file_name(name: &str) -> String {
     }
     file.push_str(".json");
     file
+}
+
+/// The file of instance `instance` (1-based) of gateway `name`:
+/// [`state_file_name`] for the first, `<name>@<instance>.json` after it.
+pub fn instance_file_name(name: &str, instance: u32) -> String {
+    let file = state_file_name(name);
+    if instance <= 1 {
+        return file;
+    }
+    let stem = file.strip_suffix(".json").unwrap_or(&file);
+    format!("{stem}@{instance}.json")
+}
+
+/// The gateway file stem and instance of a state file stem: `demo@2` →
+/// (`demo`, 2), `demo` → (`demo`, 1).
+pub fn split_instance(stem: &str) -> (&str, u32) {
+    match stem.rsplit_once('@') {
+        Some((base, number)) => match number.parse::<u32>() {
+            Ok(instance) if instance >= 2 => (base, instance),
+            _ => (stem, 1),
+        },
+        None => (stem, 1),
+    }
 }
 
 /// The state files in `dir` (every `*.json`), sorted by name.
@@ -203,7 +262,12 @@ pub struct FileReporter {
 struct Inner {
     dir: PathBuf,
     path: PathBuf,
+    /// The instance (1 for `<name>.json`).
+    instance: u32,
+    /// Holds the exclusive lock on the instance for the process's lifetime.
+    _lock: File,
     pid: u32,
+    address: Option<String>,
     hostname: String,
     started_at: Timestamp,
     heartbeat_seconds: u64,
@@ -215,24 +279,31 @@ struct Inner {
 
 impl FileReporter {
     /// A reporter for gateway `name` in `state_dir`, creating the directory
-    /// (mode 0700) when missing. `heartbeat` is the set's heartbeat
+    /// (mode 0700) when missing, on the first instance file no running
+    /// gateway holds (see the module docs). `heartbeat` is the set's heartbeat
     /// ([`ReportingOptions::heartbeat`](crate::ReportingOptions::heartbeat)),
-    /// recorded in the file for staleness checks.
+    /// recorded in the file for staleness checks; `address` is where this
+    /// gateway serves, shown by `vmcp status`.
     pub fn new(
         state_dir: impl Into<PathBuf>,
         name: &str,
         heartbeat: Duration,
+        address: Option<String>,
     ) -> Result<Self, FileError> {
         let dir = state_dir.into();
         create_private_dir(&dir).map_err(|source| FileError::CreateDir {
             path: dir.clone(),
             source,
         })?;
-        let path = dir.join(state_file_name(name));
+        let (instance, lock) = claim_instance(&dir, name)?;
+        let path = dir.join(instance_file_name(name, instance));
         Ok(Self {
             inner: Arc::new(Inner {
                 dir,
                 path,
+                instance,
+                _lock: lock,
+                address,
                 pid: std::process::id(),
                 hostname: local_hostname(),
                 started_at: Timestamp::now(),
@@ -247,6 +318,40 @@ impl FileReporter {
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
+
+    /// Which instance of its name this gateway is: 1 for `<name>.json`,
+    /// above when other running gateways hold the lower ones.
+    pub fn instance(&self) -> u32 {
+        self.inner.instance
+    }
+}
+
+/// Locks the first free instance of `name` in `dir`.
+fn claim_instance(dir: &Path, name: &str) -> Result<(u32, File), FileError> {
+    for instance in 1..=MAX_INSTANCES {
+        let path = dir.join(format!(".{}.lock", instance_file_name(name, instance)));
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let lock_error = |source| FileError::Lock {
+            path: path.clone(),
+            source,
+        };
+        let file = options.open(&path).map_err(lock_error)?;
+        match file.try_lock() {
+            Ok(()) => return Ok((instance, file)),
+            Err(std::fs::TryLockError::WouldBlock) => continue,
+            Err(std::fs::TryLockError::Error(source)) => return Err(lock_error(source)),
+        }
+    }
+    Err(FileError::AllInstancesTaken {
+        name: name.to_string(),
+        dir: dir.to_path_buf(),
+    })
 }
 
 impl Reporter for FileReporter {
@@ -265,6 +370,7 @@ impl Reporter for FileReporter {
             heartbeat_seconds: self.inner.heartbeat_seconds,
             written_at: Timestamp::now(),
             stopped: why == ReportReason::Final,
+            address: self.inner.address.clone(),
         };
         let content = StateFileRef { status, writer };
         let encoded = serde_json::to_vec_pretty(&content).map_err(ReportError::Encode);

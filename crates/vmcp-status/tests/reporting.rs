@@ -581,7 +581,7 @@ async fn file_reporter_writes_status_and_writer() {
     let temp = TempDir::new("content");
     let dir = temp.path().join("nested").join("state");
     let reporter =
-        FileReporter::new(&dir, "demo gw", Duration::from_secs(30)).expect("creates the dir");
+        FileReporter::new(&dir, "demo gw", Duration::from_secs(30), None).expect("creates the dir");
     assert_eq!(reporter.path(), dir.join("demo_gw.json"));
     let mode = std::fs::metadata(&dir).expect("dir").permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
@@ -632,14 +632,18 @@ async fn file_reporter_writes_status_and_writer() {
             .writer
             .stopped
     );
-    assert_eq!(entries(&dir), ["demo_gw.json"], "no temporary file left");
+    assert_eq!(
+        entries(&dir),
+        [".demo_gw.json.lock", "demo_gw.json"],
+        "no temporary file left"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_reporter_replaces_the_file_atomically() {
     let temp = TempDir::new("atomic");
-    let reporter =
-        FileReporter::new(temp.path(), "demo", Duration::from_secs(30)).expect("creates the dir");
+    let reporter = FileReporter::new(temp.path(), "demo", Duration::from_secs(30), None)
+        .expect("creates the dir");
     let path = reporter.path().to_path_buf();
     reporter
         .apply(&status(Phase::Pending, "0"), ReportReason::Changed)
@@ -671,14 +675,65 @@ async fn file_reporter_replaces_the_file_atomically() {
     done.store(true, Ordering::Relaxed);
     let reads = reader.join().expect("the reader saw only complete files");
     assert!(reads > 0);
-    assert_eq!(entries(temp.path()), ["demo.json"]);
+    assert_eq!(entries(temp.path()), [".demo.json.lock", "demo.json"]);
+}
+
+#[tokio::test]
+async fn a_second_writer_of_the_same_name_gets_its_own_file() {
+    let temp = TempDir::new("two-writers");
+    let heartbeat = Duration::from_secs(30);
+    let first = FileReporter::new(temp.path(), "demo", heartbeat, Some("http://a".into()))
+        .expect("the first takes demo.json");
+    let second = FileReporter::new(temp.path(), "demo", heartbeat, Some("http://b".into()))
+        .expect("the second takes the next instance");
+    assert_eq!((first.instance(), second.instance()), (1, 2));
+    assert_eq!(first.path(), temp.path().join("demo.json"));
+    assert_eq!(second.path(), temp.path().join("demo@2.json"));
+    for (reporter, message) in [(&first, "first"), (&second, "second")] {
+        reporter
+            .apply(&status(Phase::Ready, message), ReportReason::Changed)
+            .await
+            .expect("written");
+    }
+    for (path, message, address) in [
+        (first.path(), "first", "http://a"),
+        (second.path(), "second", "http://b"),
+    ] {
+        let file = read_state_file(path).expect("valid");
+        assert_eq!(file.status.message, message, "{}", path.display());
+        assert_eq!(file.writer.address.as_deref(), Some(address));
+    }
+
+    // The lock goes with its holder: the next writer takes demo.json again.
+    drop(first);
+    let third = FileReporter::new(temp.path(), "demo", heartbeat, None).expect("demo.json is free");
+    assert_eq!(third.instance(), 1);
+    assert_eq!(third.path(), temp.path().join("demo.json"));
+}
+
+#[test]
+fn instance_file_names_round_trip() {
+    use vmcp_status::file::{instance_file_name, split_instance};
+    #[rustfmt::skip]
+    let cases = [
+        ("demo", 1, "demo.json"),
+        ("demo", 2, "demo@2.json"),
+        ("demo gw", 3, "demo_gw@3.json"),
+        ("a@2", 1, "a_2.json"),
+    ];
+    for (name, instance, file) in cases {
+        assert_eq!(instance_file_name(name, instance), file);
+        let stem = file.strip_suffix(".json").expect("a json file");
+        assert_eq!(split_instance(stem).1, instance, "{file}");
+    }
+    assert_eq!(split_instance("demo@x"), ("demo@x", 1));
 }
 
 #[tokio::test]
 async fn a_late_write_never_overwrites_a_newer_one() {
     let temp = TempDir::new("late");
-    let reporter =
-        FileReporter::new(temp.path(), "demo", Duration::from_secs(30)).expect("creates the dir");
+    let reporter = FileReporter::new(temp.path(), "demo", Duration::from_secs(30), None)
+        .expect("creates the dir");
     let older = status(Phase::Pending, "older");
     let newer = status(Phase::Ready, "newer");
     let late = reporter.apply(&older, ReportReason::Changed);
@@ -692,8 +747,8 @@ async fn a_late_write_never_overwrites_a_newer_one() {
 #[tokio::test]
 async fn the_set_leaves_a_stopped_state_file_at_shutdown() {
     let temp = TempDir::new("set");
-    let reporter =
-        FileReporter::new(temp.path(), "demo", Duration::from_secs(30)).expect("creates the dir");
+    let reporter = FileReporter::new(temp.path(), "demo", Duration::from_secs(30), None)
+        .expect("creates the dir");
     let path = reporter.path().to_path_buf();
     let set = ReporterSet::start(vec![Arc::new(reporter)], options(Duration::from_secs(30)));
     set.report(status(Phase::Ready, "all ready"));

@@ -49,6 +49,7 @@ fn staleness_table() {
             heartbeat_seconds: heartbeat,
             written_at: ts(written),
             stopped,
+            address: None,
         };
     let outdated = |age: u64, limit: u64| {
         Some(StaleReason::Outdated {

@@ -103,7 +103,7 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
     let local = listener.local_addr().context("listener has no address")?;
 
     let metrics = Metrics::new();
-    let (reporting, kubernetes) = start_reporting(&args, &config, &metrics).await?;
+    let (reporting, kubernetes) = start_reporting(&args, &config, &metrics, local).await?;
     // In Kubernetes mode with a group, the backends come from the group's
     // members (plus any listed in the config).
     let group = kubernetes.as_ref().and_then(|_| config.group_ref.clone());
@@ -186,6 +186,7 @@ async fn start_reporting(
     args: &ServeArgs,
     config: &vmcp_config::Config,
     metrics: &Metrics,
+    local: SocketAddr,
 ) -> anyhow::Result<(ReporterSet, Option<KubernetesMode>)> {
     let heartbeat = config
         .operational
@@ -204,8 +205,12 @@ async fn start_reporting(
                     .clone()
                     .or_else(|| vmcp_status::default_state_dir(&ProcessEnv))
                     .context("no state directory: pass --state-dir or set VMCP_STATE_DIR")?;
-                let file = FileReporter::new(dir, &config.name, heartbeat)
+                let address = format!("http://{local}/mcp");
+                let file = FileReporter::new(dir, &config.name, heartbeat, Some(address))
                     .context("cannot prepare the status file")?;
+                if file.instance() > 1 {
+                    tracing::warn!(path = %file.path().display(), "another running gateway named {:?} reports to this state directory; this one reports to its own file (see `vmcp status`)", config.name);
+                }
                 tracing::info!(path = %file.path().display(), "status file");
                 reporters.push(Arc::new(file));
             }

@@ -4,6 +4,10 @@
 //! Exit code: 0 when every gateway is `Ready`, 1 when the worst is
 //! `Degraded`, 2 otherwise (`Pending`, `Failed`, a stale report, a missing
 //! or unreadable state file). With several gateways the worst wins.
+//!
+//! Each state file has one writer (the file reporter locks it); a second
+//! gateway of the same name writes `<name>@2.json`, and both are listed with
+//! their pid, host, address and start time.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
@@ -13,7 +17,10 @@ use std::time::Duration;
 
 use clap::Args;
 use vmcp_domain::status::{Phase, Timestamp};
-use vmcp_status::file::{FileError, list_state_files, read_state_file, state_file_name};
+use vmcp_status::file::{
+    FileError, MAX_INSTANCES, instance_file_name, list_state_files, read_state_file,
+    split_instance, state_file_name,
+};
 use vmcp_status::staleness::age;
 use vmcp_status::{
     HostProbe, LocalHost, ProcessEnv, StaleReason, StateFile, default_state_dir, staleness,
@@ -35,8 +42,9 @@ pub struct StatusArgs {
     /// Show only this gateway (the `name` of its configuration).
     #[arg(long)]
     name: Option<String>,
-    /// Print the state file(s) as JSON, with `stale` and `staleReason`
-    /// added (an object with --name, else an array).
+    /// Print the state file(s) as JSON, with `name`, `instance`, `stale` and
+    /// `staleReason` added (an object with --name, else an array; also an
+    /// array when several gateways of that name run).
     #[arg(long, conflicts_with = "watch")]
     json: bool,
     /// Redraw until Ctrl-C.
@@ -71,8 +79,10 @@ enum StatusError {
 
 /// One gateway as read from its state file.
 struct Entry {
-    /// The file's name without `.json`.
+    /// The gateway's file name without `.json` and instance suffix.
     name: String,
+    /// 1 for `<name>.json`, n for `<name>@n.json` (another gateway of that name).
+    instance: u32,
     /// The file.
     path: PathBuf,
     /// Its content and staleness, or why it could not be read.
@@ -187,25 +197,39 @@ fn load(
     now: Timestamp,
     host: &dyn HostProbe,
 ) -> (Vec<Entry>, Option<StatusError>) {
-    let read = |path: PathBuf, name: String| {
+    let read = |path: PathBuf| {
+        let stem = path
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (name, instance) = split_instance(&stem);
         let report = read_state_file(&path)
             .map_err(StatusError::from)
             .map(|file| {
                 let stale = staleness(&file.writer, now, host);
                 (file, stale)
             });
-        Entry { name, path, report }
+        Entry {
+            name: name.to_string(),
+            instance,
+            path,
+            report,
+        }
     };
     if let Some(name) = name {
         let path = dir.join(state_file_name(name));
-        if !path.exists() {
+        let instances: Vec<PathBuf> = (1..=MAX_INSTANCES)
+            .map(|instance| dir.join(instance_file_name(name, instance)))
+            .filter(|path| path.exists())
+            .collect();
+        if instances.is_empty() {
             let problem = StatusError::NoSuchGateway {
                 name: name.to_string(),
                 path,
             };
             return (Vec::new(), Some(problem));
         }
-        return (vec![read(path, name.to_string())], None);
+        return (instances.into_iter().map(read).collect(), None);
     }
     let files = match list_state_files(dir) {
         Ok(files) => files,
@@ -223,16 +247,7 @@ fn load(
             Some(StatusError::NoStateFiles(dir.to_path_buf())),
         );
     }
-    let entries = files
-        .into_iter()
-        .map(|path| {
-            let name = path
-                .file_stem()
-                .map(|stem| stem.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            read(path, name)
-        })
-        .collect();
+    let entries = files.into_iter().map(read).collect();
     (entries, None)
 }
 
@@ -258,6 +273,7 @@ fn print_json(entries: &[Entry], single: bool) {
                 };
                 if let Some(object) = value.as_object_mut() {
                     object.insert("name".into(), entry.name.clone().into());
+                    object.insert("instance".into(), entry.instance.into());
                     object.insert("stale".into(), stale.is_some().into());
                     object.insert(
                         "staleReason".into(),
@@ -271,7 +287,7 @@ fn print_json(entries: &[Entry], single: bool) {
             Err(err) => eprintln!("vmcp status: {}", error_chain(err)),
         }
     }
-    let output = if single {
+    let output = if single && values.len() == 1 {
         match values.pop() {
             Some(value) => value,
             None => return,
@@ -293,7 +309,12 @@ fn render(entries: &[Entry], now: Timestamp) -> String {
             out.push('\n');
         }
         // Writing to a String cannot fail.
-        let _ = writeln!(out, "{:<LABEL$}{}", "Gateway:", entry.name);
+        let _ = write!(out, "{:<LABEL$}{}", "Gateway:", entry.name);
+        if entry.instance > 1 {
+            // Another gateway of the same name, reporting to its own file.
+            let _ = write!(out, " (instance {})", entry.instance);
+        }
+        out.push('\n');
         let (file, stale) = match &entry.report {
             Ok(report) => report,
             Err(err) => {
@@ -308,14 +329,22 @@ fn render(entries: &[Entry], now: Timestamp) -> String {
         }
         out.push('\n');
         let _ = writeln!(out, "{:<LABEL$}{}", "Message:", status.message);
+        let writer = &file.writer;
+        let _ = write!(
+            out,
+            "{:<LABEL$}pid {} on {}",
+            "Writer:", writer.pid, writer.hostname
+        );
+        if let Some(address) = &writer.address {
+            let _ = write!(out, ", {address}");
+        }
+        let _ = writeln!(out, ", since {}", ago(writer.started_at, now));
         let _ = writeln!(
             out,
-            "{:<LABEL$}{} (pid {} on {}, heartbeat {}s)",
+            "{:<LABEL$}{} (heartbeat {}s)",
             "Reported:",
-            ago(file.writer.written_at, now),
-            file.writer.pid,
-            file.writer.hostname,
-            file.writer.heartbeat_seconds
+            ago(writer.written_at, now),
+            writer.heartbeat_seconds
         );
         if let Some(generation) = status.observed_generation {
             let _ = writeln!(out, "{:<LABEL$}{generation}", "Generation:");

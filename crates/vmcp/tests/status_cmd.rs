@@ -89,6 +89,7 @@ fn live_writer() -> WriterInfo {
         heartbeat_seconds: 30,
         written_at: seconds_ago(12),
         stopped: false,
+        address: Some("http://127.0.0.1:4483/mcp".into()),
     }
 }
 
@@ -189,7 +190,9 @@ fn table_for_a_degraded_gateway() {
         "Gateway:    demo",
         "Phase:      Degraded",
         "Message:    1 of 2 backends ready; not ready: billing",
-        "Reported:   12s ago (pid ",
+        "Writer:     pid ",
+        ", http://127.0.0.1:4483/mcp, since 10m0s ago",
+        "Reported:   12s ago (heartbeat 30s)",
         "BACKEND  STATUS       CIRCUIT  FAILURES  LAST CHECK  MESSAGE",
         "billing  unavailable  open     5         3s ago      backend unreachable",
         "search   ready        closed   0         3s ago      -",
