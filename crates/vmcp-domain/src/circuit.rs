@@ -134,7 +134,11 @@ impl CircuitBreaker {
     /// it (answering pings does not excuse failing calls; only a good call
     /// does). Open: counts towards `recovery_probes`, then half-open.
     /// Half-open: closes.
-    pub fn on_probe_success(&mut self, now: Instant, policy: &CircuitPolicy) -> Option<CircuitState> {
+    pub fn on_probe_success(
+        &mut self,
+        now: Instant,
+        policy: &CircuitPolicy,
+    ) -> Option<CircuitState> {
         match self.state {
             CircuitState::Closed if self.calls_in_run => None,
             CircuitState::Closed | CircuitState::HalfOpen => self.on_success(now),
@@ -152,7 +156,11 @@ impl CircuitBreaker {
     }
 
     /// Records a failed call; returns the new state if it changed.
-    pub fn on_call_failure(&mut self, now: Instant, policy: &CircuitPolicy) -> Option<CircuitState> {
+    pub fn on_call_failure(
+        &mut self,
+        now: Instant,
+        policy: &CircuitPolicy,
+    ) -> Option<CircuitState> {
         self.calls_in_run = true;
         self.on_failure(now, policy)
     }
@@ -286,7 +294,11 @@ mod tests {
         for _ in 0..3 {
             breaker.on_failure(t0, &POLICY);
         }
-        assert_eq!(breaker.on_probe_success(soon, &POLICY), None, "one good probe is noise");
+        assert_eq!(
+            breaker.on_probe_success(soon, &POLICY),
+            None,
+            "one good probe is noise"
+        );
         assert_eq!(breaker.state(), CircuitState::Open);
         assert_eq!(
             breaker.on_probe_success(soon, &POLICY),

@@ -101,9 +101,11 @@ async fn status_after_attempts(
     attempts: usize,
 ) -> Value {
     let start = refuser.requests();
-    eventually(DEADLINE, &format!("{attempts} more attempts on {name}"), async || {
-        (refuser.requests() >= start + attempts).then_some(())
-    })
+    eventually(
+        DEADLINE,
+        &format!("{attempts} more attempts on {name}"),
+        async || (refuser.requests() >= start + attempts).then_some(()),
+    )
     .await;
     gateway.backend_status(name).await
 }
@@ -117,7 +119,12 @@ async fn refusals_are_unauthenticated_and_stay_so() {
             Some("Bearer realm=\"mcp\""),
             "streamable-http",
         ),
-        ("plain401", StatusCode::UNAUTHORIZED, None, "streamable-http"),
+        (
+            "plain401",
+            StatusCode::UNAUTHORIZED,
+            None,
+            "streamable-http",
+        ),
         ("plain403", StatusCode::FORBIDDEN, None, "streamable-http"),
         (
             "scope403",

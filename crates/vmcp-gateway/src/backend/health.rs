@@ -167,7 +167,9 @@ impl HealthCell {
     /// A real call failed at the transport or timed out.
     pub fn call_failed(&mut self, kind: FailureKind) -> Change {
         let now = now_instant();
-        let health = self.tracker.record(Outcome::Failed(kind), &self.policies.health);
+        let health = self
+            .tracker
+            .record(Outcome::Failed(kind), &self.policies.health);
         let circuit = self.breaker.on_call_failure(now, &self.policies.circuit);
         self.note_circuit(circuit);
         Change { health, circuit }

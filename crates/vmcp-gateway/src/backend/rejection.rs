@@ -77,7 +77,9 @@ fn link_rejected(link: &(dyn Error + 'static)) -> bool {
         return err.status().is_some_and(|s| is_auth_status(s.as_u16()));
     }
     if let Some(err) = link.downcast_ref::<mcp_legacy_sse::SseClientError>() {
-        return err.http_status().is_some_and(|s| is_auth_status(s.as_u16()));
+        return err
+            .http_status()
+            .is_some_and(|s| is_auth_status(s.as_u16()));
     }
     if let Some(err) = link.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
         return match err {
@@ -201,11 +203,7 @@ mod tests {
                 )))),
                 true,
             ),
-            (
-                "legacy SSE answered 401",
-                init_error(sse_status(401)),
-                true,
-            ),
+            ("legacy SSE answered 401", init_error(sse_status(401)), true),
             (
                 "legacy SSE answered 403",
                 init_error(Wrapper(Box::new(sse_status(403)))),

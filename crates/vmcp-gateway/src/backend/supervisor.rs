@@ -27,9 +27,9 @@ use vmcp_domain::health::FailureKind;
 use super::connect::{self, ConnectError};
 use super::listing::{self, ListError, Listed};
 use super::rejection;
-use crate::log_limit::LogLimiter;
 use super::upstream_handler::{ListKind, UpstreamHandler};
 use super::{Backend, BackendCapabilities, BackendId, GatewayEvent};
+use crate::log_limit::LogLimiter;
 use crate::progress::ProgressRoutes;
 
 /// A backend's capabilities changed: `None` means it is gone.
@@ -180,13 +180,14 @@ impl Supervisor {
         let mut ended = tokio::spawn(service.waiting());
         let timeout = self.backend.call_timeout();
         let mut healthy_at = None;
-        let end = |reason: Cow<'static, str>, detail: Option<String>, healthy_at: Option<Instant>| {
-            Some(Ended {
-                reason,
-                detail,
-                became_healthy: healthy_at.is_some_and(|at| Instant::now() >= at),
-            })
-        };
+        let end =
+            |reason: Cow<'static, str>, detail: Option<String>, healthy_at: Option<Instant>| {
+                Some(Ended {
+                    reason,
+                    detail,
+                    became_healthy: healthy_at.is_some_and(|at| Instant::now() >= at),
+                })
+            };
         let outcome = 'serve: {
             let listed = tokio::select! {
                 _ = self.shutdown.cancelled() => break 'serve None,
