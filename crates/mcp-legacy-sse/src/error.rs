@@ -147,6 +147,18 @@ pub enum SseClientError {
     SessionEnded,
 }
 
+impl SseClientError {
+    /// The HTTP status the server answered with, when it answered with a
+    /// non-success status (opening the stream or posting a message), so
+    /// callers classify rejections (401/403) by type instead of by text.
+    pub fn http_status(&self) -> Option<StatusCode> {
+        match self {
+            Self::ConnectStatus { status, .. } | Self::PostStatus { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
 /// `url` without user information, query and fragment, for messages and logs.
 pub(crate) fn redact(url: &url::Url) -> String {
     let mut url = url.clone();

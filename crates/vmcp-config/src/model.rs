@@ -312,6 +312,13 @@ pub struct FailureHandling {
     /// Per-backend circuit breaker on the request path.
     #[serde(default)]
     pub circuit_breaker: CircuitBreakerConfig,
+
+    // --- Catalogue grace (a vmcp extension; the reference has no such knob) ---
+    /// How long an unhealthy backend's capabilities stay in the catalogue
+    /// before they are withdrawn (calls to them fail fast meanwhile), so a
+    /// short outage does not make clients re-list. Default 0s: withdrawn at once.
+    #[serde(default = "defaults::unhealthy_grace_period")]
+    pub unhealthy_grace_period: HumanDuration,
 }
 
 impl Default for FailureHandling {
@@ -324,6 +331,7 @@ impl Default for FailureHandling {
             status_reporting_interval: defaults::status_reporting_interval(),
             partial_failure_mode: PartialFailureMode::default(),
             circuit_breaker: CircuitBreakerConfig::default(),
+            unhealthy_grace_period: defaults::unhealthy_grace_period(),
         }
     }
 }
@@ -393,6 +401,10 @@ impl Default for ServerSettings {
 /// Default values, named so the schema and docs can refer to them.
 pub mod defaults {
     use super::HumanDuration;
+
+    pub(crate) fn unhealthy_grace_period() -> HumanDuration {
+        HumanDuration::from_secs(0)
+    }
 
     pub(crate) fn call_timeout() -> HumanDuration {
         HumanDuration::from_secs(30)

@@ -3,8 +3,15 @@
 //!
 //! `Closed` → `failure_threshold` failures in a row → `Open` → after
 //! `open_timeout` the next admission is a single trial (`HalfOpen`) → its
-//! success closes the circuit, its failure opens it again. Time is passed
-//! in, so the machine is tested without clocks.
+//! success closes the circuit, its failure opens it again.
+//!
+//! Active probes are the same evidence a trial looks for, so they end an
+//! open circuit's wait early: `recovery_probes` successful probes in a row
+//! while open make it `HalfOpen` (routable again; the next call is the
+//! trial), and a successful probe while half-open closes it. Any failure
+//! resets that count, so a backend that answers pings but fails calls still
+//! trips the circuit and goes back to `Open` on its first failed trial.
+//! Time is passed in, so the machine is tested without clocks.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +26,9 @@ pub struct CircuitPolicy {
     pub failure_threshold: u32,
     /// Time an open circuit waits before a trial.
     pub open_timeout: Duration,
+    /// Successful probes in a row that end an open circuit's wait early
+    /// (hysteresis: one good probe is not enough).
+    pub recovery_probes: u32,
 }
 
 /// The answer to "may this call go to the backend?".
@@ -42,6 +52,9 @@ pub struct CircuitBreaker {
     failures: u32,
     changed_at: Option<Instant>,
     trial_in_flight: bool,
+    probe_successes: u32,
+    /// Whether the current run of failures includes a failed call.
+    calls_in_run: bool,
 }
 
 impl Default for CircuitBreaker {
@@ -58,6 +71,8 @@ impl CircuitBreaker {
             failures: 0,
             changed_at: None,
             trial_in_flight: false,
+            probe_successes: 0,
+            calls_in_run: false,
         }
     }
 
@@ -106,17 +121,56 @@ impl CircuitBreaker {
         }
     }
 
-    /// Records a success; returns the new state if it changed.
+    /// Records a successful call; returns the new state if it changed.
     pub fn on_success(&mut self, now: Instant) -> Option<CircuitState> {
         self.failures = 0;
+        self.calls_in_run = false;
         self.trial_in_flight = false;
         (self.state != CircuitState::Closed).then(|| self.set(CircuitState::Closed, now))
     }
 
-    /// Records a failure; returns the new state if it changed.
+    /// Records a successful active probe; returns the new state if it changed.
+    /// Closed: ends a run of failed probes, but not one with failed calls in
+    /// it (answering pings does not excuse failing calls; only a good call
+    /// does). Open: counts towards `recovery_probes`, then half-open.
+    /// Half-open: closes.
+    pub fn on_probe_success(
+        &mut self,
+        now: Instant,
+        policy: &CircuitPolicy,
+    ) -> Option<CircuitState> {
+        match self.state {
+            CircuitState::Closed if self.calls_in_run => None,
+            CircuitState::Closed | CircuitState::HalfOpen => self.on_success(now),
+            CircuitState::Open if !policy.enabled => self.on_success(now),
+            CircuitState::Open => {
+                self.probe_successes = self.probe_successes.saturating_add(1);
+                if self.probe_successes >= policy.recovery_probes.max(1) {
+                    self.trial_in_flight = false;
+                    Some(self.set(CircuitState::HalfOpen, now))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Records a failed call; returns the new state if it changed.
+    pub fn on_call_failure(
+        &mut self,
+        now: Instant,
+        policy: &CircuitPolicy,
+    ) -> Option<CircuitState> {
+        self.calls_in_run = true;
+        self.on_failure(now, policy)
+    }
+
+    /// Records a failure (of a probe or a connect attempt); returns the new
+    /// state if it changed.
     pub fn on_failure(&mut self, now: Instant, policy: &CircuitPolicy) -> Option<CircuitState> {
         self.failures = self.failures.saturating_add(1);
         self.trial_in_flight = false;
+        self.probe_successes = 0;
         if !policy.enabled {
             return None;
         }
@@ -136,6 +190,10 @@ impl CircuitBreaker {
 
     fn set(&mut self, state: CircuitState, now: Instant) -> CircuitState {
         self.state = state;
+        self.probe_successes = 0;
+        if state == CircuitState::Closed {
+            self.calls_in_run = false;
+        }
         self.changed_at = Some(now);
         state
     }
@@ -149,6 +207,7 @@ mod tests {
         enabled: true,
         failure_threshold: 3,
         open_timeout: Duration::from_secs(60),
+        recovery_probes: 2,
     };
 
     #[test]
@@ -225,5 +284,73 @@ mod tests {
             assert_eq!(breaker.on_failure(t0, &policy), None);
         }
         assert_eq!(breaker.admit(t0, &policy), Admission::Allowed);
+    }
+
+    #[test]
+    fn good_probes_end_the_wait_of_an_open_circuit() {
+        let t0 = Instant::now();
+        let soon = t0 + Duration::from_secs(1);
+        let mut breaker = CircuitBreaker::new();
+        for _ in 0..3 {
+            breaker.on_failure(t0, &POLICY);
+        }
+        assert_eq!(
+            breaker.on_probe_success(soon, &POLICY),
+            None,
+            "one good probe is noise"
+        );
+        assert_eq!(breaker.state(), CircuitState::Open);
+        assert_eq!(
+            breaker.on_probe_success(soon, &POLICY),
+            Some(CircuitState::HalfOpen),
+            "two in a row: routable again, long before the 60 s timeout"
+        );
+        assert_eq!(breaker.admit(soon, &POLICY), Admission::Trial);
+        assert_eq!(breaker.on_success(soon), Some(CircuitState::Closed));
+    }
+
+    #[test]
+    fn a_failure_between_good_probes_restarts_the_count() {
+        let t0 = Instant::now();
+        let mut breaker = CircuitBreaker::new();
+        for _ in 0..3 {
+            breaker.on_failure(t0, &POLICY);
+        }
+        breaker.on_probe_success(t0, &POLICY);
+        breaker.on_failure(t0, &POLICY);
+        assert_eq!(breaker.on_probe_success(t0, &POLICY), None);
+        assert_eq!(breaker.state(), CircuitState::Open);
+    }
+
+    #[test]
+    fn answering_pings_does_not_save_a_backend_whose_calls_fail() {
+        let t0 = Instant::now();
+        let mut breaker = CircuitBreaker::new();
+        for _ in 0..3 {
+            breaker.on_failure(t0, &POLICY);
+        }
+        breaker.on_probe_success(t0, &POLICY);
+        breaker.on_probe_success(t0, &POLICY);
+        assert_eq!(breaker.admit(t0, &POLICY), Admission::Trial);
+        assert_eq!(
+            breaker.on_failure(t0, &POLICY),
+            Some(CircuitState::Open),
+            "the failed trial call opens it again"
+        );
+    }
+
+    #[test]
+    fn a_good_probe_closes_a_half_open_circuit() {
+        let t0 = Instant::now();
+        let mut breaker = CircuitBreaker::new();
+        for _ in 0..3 {
+            breaker.on_failure(t0, &POLICY);
+        }
+        breaker.on_probe_success(t0, &POLICY);
+        breaker.on_probe_success(t0, &POLICY);
+        assert_eq!(
+            breaker.on_probe_success(t0, &POLICY),
+            Some(CircuitState::Closed)
+        );
     }
 }

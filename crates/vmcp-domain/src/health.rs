@@ -65,6 +65,14 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Whether this failure counts towards opening the circuit breaker. A
+    /// 401/403 with no outgoing auth configured does not: the backend is
+    /// alive and says so on every attempt, so it stays `unauthenticated`
+    /// instead of turning `unavailable` when a circuit opens.
+    pub fn trips_circuit(self, auth_configured: bool) -> bool {
+        !matches!(self, Self::Unauthorized) || auth_configured
+    }
+
     /// Text safe for status messages (no addresses, no error details).
     pub fn category(self, auth_configured: bool) -> &'static str {
         match self {

@@ -306,10 +306,12 @@ pub struct BackendSnapshot {
 }
 
 impl BackendSnapshot {
-    /// The reported state: health, overridden by an open circuit.
+    /// The reported state: health, overridden by an open circuit, except
+    /// that a backend refusing us for lack of credentials is reported as
+    /// such (it is alive; an open circuit would only hide the reason).
     pub fn status(&self) -> BackendStatus {
         use crate::health::HealthState;
-        if self.circuit == CircuitState::Open {
+        if self.circuit == CircuitState::Open && self.health != HealthState::Unauthenticated {
             return BackendStatus::Unavailable;
         }
         match self.health {

@@ -383,3 +383,26 @@ fn failure_counters_are_content_but_not_a_change_of_state() {
         "a change of state is a change"
     );
 }
+
+#[test]
+fn reported_status_by_health_and_circuit() {
+    use CircuitState::{Closed, HalfOpen, Open};
+    use HealthState::*;
+    let cases = [
+        (Healthy, Closed, BackendStatus::Ready),
+        (Healthy, HalfOpen, BackendStatus::Ready),
+        (Healthy, Open, BackendStatus::Unavailable),
+        (Degraded, Open, BackendStatus::Unavailable),
+        (Unhealthy, Closed, BackendStatus::Unavailable),
+        (Unknown, Open, BackendStatus::Unavailable),
+        // A backend that keeps answering 401/403 is alive: an open circuit
+        // (opened by earlier failures) must not hide why (guide §3 rule 8).
+        (Unauthenticated, Closed, BackendStatus::Unauthenticated),
+        (Unauthenticated, Open, BackendStatus::Unauthenticated),
+    ];
+    for (health, circuit, want) in cases {
+        let mut b = backend("b", health);
+        b.circuit = circuit;
+        assert_eq!(b.status(), want, "{health:?} with a {circuit:?} circuit");
+    }
+}

@@ -158,6 +158,17 @@ async fn forward_checked(
     context: &RequestContext<RoleServer>,
     progress: &Arc<ProgressRoutes>,
 ) -> Result<ServerResult, ForwardError> {
+    // Within `unhealthyGracePeriod` an unhealthy backend is still listed:
+    // its calls fail fast instead of waiting on it.
+    if backend.peer().is_some() && !backend.is_healthy_enough() {
+        return Err(ForwardError::Unavailable {
+            backend: backend.name().to_string(),
+            reason: backend
+                .snapshot()
+                .message
+                .unwrap_or_else(|| "backend unhealthy".to_string()),
+        });
+    }
     if backend.peer().is_some()
         && let Err(retry_in) = backend.admit()
     {

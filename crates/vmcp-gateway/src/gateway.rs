@@ -515,15 +515,19 @@ async fn aggregate(
     // same name starts from nothing.
     let mut snapshots: HashMap<BackendId, Arc<BackendCapabilities>> = HashMap::new();
     let mut reported: HashSet<BackendId> = HashSet::new();
+    let mut grace = CatalogueGrace::default();
     loop {
+        let wake = grace.next_expiry();
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
             event = updates.recv() => match event {
-                Some(event) => event,
+                Some(event) => Some(event),
                 None => return,
             },
+            // A grace period ran out: rebuild without news.
+            _ = sleep_until_some(wake) => None,
         };
-        let mut burst = vec![first];
+        let mut burst: Vec<GatewayEvent> = first.into_iter().collect();
         while let Ok(next) = updates.try_recv() {
             burst.push(next);
         }
@@ -556,17 +560,28 @@ async fn aggregate(
         reported.retain(|id| present.contains(id));
         let mut known = Vec::with_capacity(snapshots.len());
         let mut routable = Vec::with_capacity(snapshots.len());
+        let period = gateway
+            .config
+            .operational
+            .failure_handling
+            .unhealthy_grace_period
+            .get();
+        let now = tokio::time::Instant::now();
+        let mut offered = HashSet::new();
         for backend in registry.backends().iter() {
             let Some(capabilities) = snapshots.get(&backend.id()) else {
                 continue;
             };
             let entry = (backend.name_arc().clone(), capabilities.clone());
-            // Only routable backends (healthy enough, circuit not open) are offered.
-            if backend.is_routable() {
+            // Only routable backends (healthy enough, circuit not open) are
+            // offered, and, within the grace period, those that just stopped being.
+            if grace.offer(backend.id(), backend.is_routable(), now, period) {
+                offered.insert(backend.id());
                 routable.push(entry.clone());
             }
             known.push(entry);
         }
+        grace.keep_only(&offered);
         gateway.known.store(Arc::new(catalogue::build(
             &known,
             &gateway.config.aggregation,
@@ -596,6 +611,57 @@ async fn aggregate(
             gateway.ready.send_replace(true);
         }
         gateway.publish_status();
+    }
+}
+
+/// Which backends stay in the catalogue a while after they stop being
+/// routable (`failureHandling.unhealthyGracePeriod`; zero: none do).
+#[derive(Debug, Default)]
+struct CatalogueGrace {
+    /// Offered in the last catalogue.
+    offered: HashSet<BackendId>,
+    /// When each offered but unroutable backend is withdrawn.
+    withdraw_at: HashMap<BackendId, tokio::time::Instant>,
+}
+
+impl CatalogueGrace {
+    /// Whether to offer a backend now: routable, or offered last time and
+    /// unroutable for less than `period`.
+    fn offer(
+        &mut self,
+        id: BackendId,
+        routable: bool,
+        now: tokio::time::Instant,
+        period: Duration,
+    ) -> bool {
+        if routable {
+            self.withdraw_at.remove(&id);
+            return true;
+        }
+        if period.is_zero() || !self.offered.contains(&id) {
+            return false;
+        }
+        let until = *self.withdraw_at.entry(id).or_insert(now + period);
+        now < until
+    }
+
+    /// Records what was offered; forgets the rest.
+    fn keep_only(&mut self, offered: &HashSet<BackendId>) {
+        self.withdraw_at.retain(|id, _| offered.contains(id));
+        self.offered.clone_from(offered);
+    }
+
+    /// When the next grace period ends, if one is running.
+    fn next_expiry(&self) -> Option<tokio::time::Instant> {
+        self.withdraw_at.values().min().copied()
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

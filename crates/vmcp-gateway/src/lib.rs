@@ -26,6 +26,7 @@ pub mod backend;
 pub mod catalogue;
 pub mod forward;
 pub mod gateway;
+pub mod log_limit;
 pub mod progress;
 pub mod registry;
 pub mod server;

@@ -12,7 +12,9 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use vmcp_config::{AuthType, TransportKind};
+use vmcp_domain::health::FailureKind;
 
+use super::rejection;
 use super::spec::{BackendSpec, Endpoint};
 use super::upstream_handler::UpstreamHandler;
 
@@ -47,32 +49,38 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
+    /// What kind of failure this is for the health record: a 401/403 is
+    /// [`FailureKind::Unauthorized`] (decided by type, see [`super::rejection`]).
+    pub fn failure_kind(&self) -> FailureKind {
+        match self {
+            Self::Timeout(_) => FailureKind::Timeout,
+            Self::Initialize(err) if rejection::initialize_rejected(err) => {
+                FailureKind::Unauthorized
+            }
+            Self::Sse(err)
+                if err
+                    .http_status()
+                    .is_some_and(|s| rejection::is_auth_status(s.as_u16())) =>
+            {
+                FailureKind::Unauthorized
+            }
+            _ => FailureKind::Unreachable,
+        }
+    }
+
     /// A short, sanitized description: no addresses, no secrets.
-    pub fn category(&self) -> &'static str {
+    pub fn category(&self, auth_configured: bool) -> &'static str {
+        if self.failure_kind() == FailureKind::Unauthorized {
+            return FailureKind::Unauthorized.category(auth_configured);
+        }
         match self {
             Self::MissingHeaderEnv(_) | Self::InvalidHeader(_) => "outgoing auth misconfigured",
             Self::EndpointMismatch => "backend misconfigured",
             Self::Spawn(_) => "backend process failed to start",
             Self::Timeout(_) => "connection timed out",
-            Self::Initialize(_) | Self::Sse(_) if self.looks_unauthorized() => {
-                "authentication rejected"
-            }
             Self::Sse(_) => "connection failed",
             Self::Initialize(_) => "initialization failed",
         }
-    }
-
-    /// Whether the backend answered 401/403 (it is alive but refuses us).
-    pub fn looks_unauthorized(&self) -> bool {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(err) = source {
-            text.push_str(&err.to_string());
-            source = err.source();
-        }
-        ["401", "403", "Unauthorized", "Forbidden", "AuthRequired"]
-            .iter()
-            .any(|needle| text.contains(needle))
     }
 }
 

@@ -30,6 +30,7 @@ impl Policies {
                 enabled: failure.circuit_breaker.enabled,
                 failure_threshold: failure.circuit_breaker.failure_threshold,
                 open_timeout: failure.circuit_breaker.timeout.get(),
+                recovery_probes: HealthPolicy::default().recovery_threshold,
             },
         }
     }
@@ -95,7 +96,9 @@ impl HealthCell {
 
     /// Sanitized message for status.
     pub fn message(&self) -> Option<&'static str> {
-        if self.breaker.state() == CircuitState::Open {
+        if self.breaker.state() == CircuitState::Open
+            && self.tracker.state() != HealthState::Unauthenticated
+        {
             return Some("circuit breaker open");
         }
         self.tracker.message(&self.policies.health)
@@ -127,22 +130,9 @@ impl HealthCell {
                 let health = self
                     .tracker
                     .record(Outcome::ProbeSucceeded { latency }, &self.policies.health);
-                // A successful probe is the trial of an open circuit whose wait is over.
-                let circuit = match self.breaker.state() {
-                    // A good probe ends a closed circuit's run of failures.
-                    CircuitState::Closed => self.breaker.on_success(now),
-                    CircuitState::Open | CircuitState::HalfOpen => {
-                        match self.breaker.admit(now, &self.policies.circuit) {
-                            Admission::Trial | Admission::Allowed => self.breaker.on_success(now),
-                            Admission::Rejected { .. }
-                                if self.breaker.state() == CircuitState::HalfOpen =>
-                            {
-                                self.breaker.on_success(now)
-                            }
-                            Admission::Rejected { .. } => None,
-                        }
-                    }
-                };
+                // Good probes are the evidence a trial looks for: enough of
+                // them in a row end an open circuit's wait (see the breaker).
+                let circuit = self.breaker.on_probe_success(now, &self.policies.circuit);
                 self.note_circuit(circuit);
                 Change { health, circuit }
             }
@@ -176,7 +166,13 @@ impl HealthCell {
 
     /// A real call failed at the transport or timed out.
     pub fn call_failed(&mut self, kind: FailureKind) -> Change {
-        self.failed(Outcome::Failed(kind), now_instant())
+        let now = now_instant();
+        let health = self
+            .tracker
+            .record(Outcome::Failed(kind), &self.policies.health);
+        let circuit = self.breaker.on_call_failure(now, &self.policies.circuit);
+        self.note_circuit(circuit);
+        Change { health, circuit }
     }
 
     /// A call was admitted but ended without an outcome (the client cancelled).
@@ -186,6 +182,16 @@ impl HealthCell {
 
     fn failed(&mut self, outcome: Outcome, now: std::time::Instant) -> Change {
         let health = self.tracker.record(outcome, &self.policies.health);
+        let trips = match outcome {
+            Outcome::Failed(kind) => kind.trips_circuit(self.policies.health.auth_configured),
+            _ => true,
+        };
+        if !trips {
+            return Change {
+                health,
+                circuit: None,
+            };
+        }
         let circuit = self.breaker.on_failure(now, &self.policies.circuit);
         self.note_circuit(circuit);
         Change { health, circuit }

@@ -9,6 +9,8 @@
 
 pub mod connect;
 pub mod health;
+pub mod listing;
+pub mod rejection;
 pub mod spec;
 pub mod supervisor;
 pub mod upstream_handler;
@@ -169,6 +171,11 @@ impl Backend {
                 .send(GatewayEvent::HealthChanged(self.name.clone()));
         }
         admitted
+    }
+
+    /// Whether its health lets calls through (the circuit decides separately).
+    pub fn is_healthy_enough(&self) -> bool {
+        self.lock_health().health().is_routable()
     }
 
     /// Whether the catalogue should offer this backend's capabilities.

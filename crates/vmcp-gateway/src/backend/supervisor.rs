@@ -1,19 +1,35 @@
 //! One task per backend owning its connection: connect, list capabilities,
 //! follow `list_changed`, notice the end of the connection, reconnect with
 //! backoff. Nothing here runs on the request path.
+//!
+//! Reconnects back off exponentially (250 ms, doubling, jittered, capped at
+//! one health check interval). The backoff starts afresh only after a
+//! connection that *became healthy*: it listed its capabilities, passed its
+//! first probe and stayed up for one health check interval. A backend that
+//! fails right after `initialize` (a bad `tools/list`, a crash, endless
+//! paging) therefore gets at most one attempt per interval once the
+//! schedule has grown, not a reconnect storm. Its warnings are rate-limited
+//! per backend ([`LogLimiter`]).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use rmcp::model::PaginatedRequestParams;
 use rmcp::service::{Peer, RoleClient};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use vmcp_domain::health::FailureKind;
 
 use super::connect::{self, ConnectError};
+use super::listing::{self, ListError, Listed};
+use super::rejection;
 use super::upstream_handler::{ListKind, UpstreamHandler};
 use super::{Backend, BackendCapabilities, BackendId, GatewayEvent};
+use crate::log_limit::LogLimiter;
 use crate::progress::ProgressRoutes;
 
 /// A backend's capabilities changed: `None` means it is gone.
@@ -54,14 +70,42 @@ pub struct Supervisor {
     pub shutdown: CancellationToken,
 }
 
+/// First delay before reconnecting a backend that never became healthy.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// The reconnect schedule of a backend: exponential from [`BACKOFF_MIN`],
+/// with jitter, and never longer than one `interval` (so a backend that
+/// comes back is found within one health check interval: while it is down,
+/// connect attempts are its probes). `backon` adds up to 100% jitter, so
+/// the cap it is given is half the interval.
+fn reconnect_backoff(interval: Duration) -> ExponentialBackoff {
+    let max = (interval / 2).max(BACKOFF_MIN);
+    ExponentialBuilder::default()
+        .with_min_delay(BACKOFF_MIN)
+        .with_max_delay(max)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Why a connection ended, and whether it had become healthy first.
+struct Ended {
+    /// Sanitized reason, for status and the log.
+    reason: Cow<'static, str>,
+    /// The error behind it, for the log only.
+    detail: Option<String>,
+    /// Listed its capabilities, passed its first probe and stayed up for a
+    /// health check interval. Only such a connection resets the backoff.
+    became_healthy: bool,
+}
 
 impl Supervisor {
     /// Runs until shutdown (or removal); closes the connection on the way out.
     pub async fn run(self) {
         let name: Arc<str> = self.backend.name().into();
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = reconnect_backoff(self.liveness.interval);
+        let mut log = LogLimiter::per_backend();
         loop {
             let (changes_tx, changes_rx) = mpsc::channel(8);
             let handler = UpstreamHandler::new(name.clone(), changes_tx, self.progress.clone());
@@ -71,40 +115,46 @@ impl Supervisor {
             };
             match attempt {
                 Ok(service) => {
-                    let reason = self.serve_connection(&name, service, changes_rx).await;
-                    match reason {
-                        None => return,
-                        Some(reason) => {
-                            tracing::warn!(backend = %name, reason, "backend connection lost; reconnecting");
-                            self.backend.observe(|health| health.disconnected());
-                            self.mark_down(&name, reason);
-                            // The connection worked: try again at once before backing off.
-                            backoff = BACKOFF_MIN;
-                            continue;
-                        }
+                    let Some(ended) = self.serve_connection(&name, service, changes_rx).await
+                    else {
+                        return;
+                    };
+                    if let Some(suppressed) = log.admit(Instant::now().into_std()) {
+                        tracing::warn!(
+                            backend = %name,
+                            reason = %ended.reason,
+                            error = ended.detail.as_deref(),
+                            suppressed,
+                            "backend connection lost; reconnecting"
+                        );
+                    }
+                    self.backend.observe(|health| health.disconnected());
+                    self.mark_down(&name, &ended.reason);
+                    if ended.became_healthy {
+                        // It worked for a while: try again at once, then back off afresh.
+                        backoff = reconnect_backoff(self.liveness.interval);
+                        continue;
                     }
                 }
-                Err(err) => self.connect_failed(&name, &err),
+                Err(err) => {
+                    if let Some(suppressed) = log.admit(Instant::now().into_std()) {
+                        tracing::warn!(backend = %name, error = %err, suppressed, "cannot connect to backend");
+                    }
+                    self.connect_failed(&name, &err);
+                }
             }
+            let delay = backoff.next().unwrap_or(self.liveness.interval);
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(jitter(backoff)) => {}
+                _ = tokio::time::sleep(delay) => {}
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 
     fn connect_failed(&self, name: &Arc<str>, err: &ConnectError) {
-        tracing::warn!(backend = %name, error = %err, "cannot connect to backend");
-        let kind = if err.looks_unauthorized() {
-            FailureKind::Unauthorized
-        } else if matches!(err, ConnectError::Timeout(_)) {
-            FailureKind::Timeout
-        } else {
-            FailureKind::Unreachable
-        };
+        let kind = err.failure_kind();
         self.backend.observe(|health| health.probe(Err(kind)));
-        self.mark_down(name, err.category());
+        self.mark_down(name, err.category(self.backend.spec.auth.is_some()));
     }
 
     fn mark_down(&self, name: &Arc<str>, reason: &str) {
@@ -118,25 +168,34 @@ impl Supervisor {
             }));
     }
 
-    /// Serves one open connection; returns why it ended, or `None` at shutdown.
+    /// Serves one open connection; returns how it ended, or `None` at shutdown.
     async fn serve_connection(
         &self,
         name: &Arc<str>,
         service: connect::UpstreamService,
         mut changes: mpsc::Receiver<ListKind>,
-    ) -> Option<&'static str> {
+    ) -> Option<Ended> {
         let peer = service.peer().clone();
         let cancel = service.cancellation_token();
         let mut ended = tokio::spawn(service.waiting());
         let timeout = self.backend.call_timeout();
-        let reason = 'serve: {
+        let mut healthy_at = None;
+        let end =
+            |reason: Cow<'static, str>, detail: Option<String>, healthy_at: Option<Instant>| {
+                Some(Ended {
+                    reason,
+                    detail,
+                    became_healthy: healthy_at.is_some_and(|at| Instant::now() >= at),
+                })
+            };
+        let outcome = 'serve: {
             let listed = tokio::select! {
                 _ = self.shutdown.cancelled() => break 'serve None,
                 listed = list_capabilities(&peer, timeout) => listed,
             };
             let mut capabilities = match listed {
                 Ok(capabilities) => capabilities,
-                Err(reason) => break 'serve Some(reason),
+                Err(err) => break 'serve end(err.reason(), err.detail(), None),
             };
             tracing::info!(
                 backend = %name,
@@ -151,6 +210,9 @@ impl Supervisor {
                 _ = self.shutdown.cancelled() => break 'serve None,
                 first = self.probe(&peer) => first,
             };
+            if first.is_ok() {
+                healthy_at = Some(Instant::now() + self.liveness.interval);
+            }
             self.backend.observe(|health| health.probe(first));
             self.publish(name, &capabilities);
             let mut failed_pings = 0u32;
@@ -159,11 +221,11 @@ impl Supervisor {
             loop {
                 tokio::select! {
                     _ = self.shutdown.cancelled() => break 'serve None,
-                    _ = &mut ended => break 'serve Some("connection closed"),
+                    _ = &mut ended => break 'serve end("connection closed".into(), None, healthy_at),
                     Some(kind) = changes.recv() => {
                         match relist(&peer, &mut capabilities, kind, timeout).await {
                             Ok(()) => self.publish(name, &capabilities),
-                            Err(reason) => break 'serve Some(reason),
+                            Err(err) => break 'serve end(err.reason(), err.detail(), healthy_at),
                         }
                     }
                     _ = self.backend.reconnect_requested().notified() => {
@@ -171,7 +233,7 @@ impl Supervisor {
                         let failed = result.is_err();
                         self.backend.observe(|health| health.probe(result));
                         if failed {
-                            break 'serve Some("connection lost");
+                            break 'serve end("connection lost".into(), None, healthy_at);
                         }
                     }
                     _ = tick.tick() => {
@@ -181,7 +243,7 @@ impl Supervisor {
                         if failed {
                             failed_pings += 1;
                             if failed_pings >= self.liveness.threshold {
-                                break 'serve Some("health check failed");
+                                break 'serve end("health check failed".into(), None, healthy_at);
                             }
                         } else {
                             failed_pings = 0;
@@ -194,7 +256,7 @@ impl Supervisor {
         if !ended.is_finished() {
             let _ = tokio::time::timeout(Duration::from_secs(5), &mut ended).await;
         }
-        reason
+        outcome
     }
 
     /// One active probe, timed into the metrics.
@@ -222,7 +284,7 @@ impl Supervisor {
 async fn list_capabilities(
     peer: &Peer<RoleClient>,
     timeout: Duration,
-) -> Result<BackendCapabilities, &'static str> {
+) -> Result<BackendCapabilities, ListError> {
     let declared = peer
         .peer_info()
         .map(|info| info.capabilities.clone())
@@ -237,38 +299,53 @@ async fn list_capabilities(
     Ok(capabilities)
 }
 
-/// Refreshes one list, if the backend declared that capability.
+/// Refreshes one list, if the backend declared that capability; each list
+/// is bounded in pages and items (see [`listing`]).
 async fn relist(
     peer: &Peer<RoleClient>,
     capabilities: &mut BackendCapabilities,
     kind: ListKind,
     timeout: Duration,
-) -> Result<(), &'static str> {
+) -> Result<(), ListError> {
     let declared = &capabilities.declared;
+    let params = |cursor| Some(PaginatedRequestParams::default().with_cursor(cursor));
     let result = tokio::time::timeout(timeout, async {
         match kind {
             ListKind::Tools if declared.tools.is_some() => {
-                capabilities.tools = peer.list_all_tools().await?;
+                capabilities.tools = listing::all(Listed::Tools, |cursor| async move {
+                    let page = peer.list_tools(params(cursor)).await?;
+                    Ok((page.tools, page.next_cursor))
+                })
+                .await?;
             }
             ListKind::Prompts if declared.prompts.is_some() => {
-                capabilities.prompts = peer.list_all_prompts().await?;
+                capabilities.prompts = listing::all(Listed::Prompts, |cursor| async move {
+                    let page = peer.list_prompts(params(cursor)).await?;
+                    Ok((page.prompts, page.next_cursor))
+                })
+                .await?;
             }
             ListKind::Resources if declared.resources.is_some() => {
-                capabilities.resources = peer.list_all_resources().await?;
-                capabilities.resource_templates = peer.list_all_resource_templates().await?;
+                capabilities.resources = listing::all(Listed::Resources, |cursor| async move {
+                    let page = peer.list_resources(params(cursor)).await?;
+                    Ok((page.resources, page.next_cursor))
+                })
+                .await?;
+                capabilities.resource_templates =
+                    listing::all(Listed::ResourceTemplates, |cursor| async move {
+                        let page = peer.list_resource_templates(params(cursor)).await?;
+                        Ok((page.resource_templates, page.next_cursor))
+                    })
+                    .await?;
             }
             _ => {}
         }
-        Ok::<(), rmcp::service::ServiceError>(())
+        Ok::<(), ListError>(())
     })
     .await;
     match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(err)) => {
-            tracing::warn!(error = %err, "listing backend capabilities failed");
-            Err("listing capabilities failed")
-        }
-        Err(_) => Err("listing capabilities timed out"),
+        Ok(result) => result,
+        Err(_) => Err(ListError::TimedOut),
     }
 }
 
@@ -280,16 +357,8 @@ async fn ping(peer: &Peer<RoleClient>, timeout: Duration) -> Result<Duration, Fa
     match tokio::time::timeout(timeout, peer.send_request(request)).await {
         Ok(Ok(_)) | Ok(Err(rmcp::service::ServiceError::McpError(_))) => Ok(started.elapsed()),
         Ok(Err(rmcp::service::ServiceError::UnexpectedResponse)) => Err(FailureKind::Protocol),
+        Ok(Err(err)) if rejection::request_rejected(&err) => Err(FailureKind::Unauthorized),
         Ok(Err(_)) => Err(FailureKind::Unreachable),
         Err(_) => Err(FailureKind::Timeout),
     }
-}
-
-/// Spreads reconnects of many backends apart (±25%), without a random number generator.
-fn jitter(base: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let factor = 0.75 + f64::from(nanos % 1000) / 2000.0;
-    base.mul_f64(factor)
 }
