@@ -112,7 +112,9 @@ impl Activity {
     /// The deadline of the phase now, and what passing it means.
     fn deadline(&self) -> Option<(Instant, Expiry)> {
         match self.phase() {
-            Phase::AwaitingHead(since) => Some((since + self.header_read_timeout, Expiry::HeaderRead)),
+            Phase::AwaitingHead(since) => {
+                Some((since + self.header_read_timeout, Expiry::HeaderRead))
+            }
             Phase::Idle(since) => Some((since + self.idle_timeout, Expiry::Idle)),
             Phase::Busy(_) => None,
         }

@@ -7,9 +7,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::body::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::time::Sleep;
 
@@ -192,7 +192,10 @@ mod tests {
         assert!(reject_declared_length(&headers, 1024).is_none());
         headers.insert(header::CONTENT_LENGTH, "1024".parse().expect("value"));
         assert!(reject_declared_length(&headers, 1024).is_none());
-        headers.insert(header::CONTENT_LENGTH, "10000000000".parse().expect("value"));
+        headers.insert(
+            header::CONTENT_LENGTH,
+            "10000000000".parse().expect("value"),
+        );
         let response = reject_declared_length(&headers, 1024).expect("refused");
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(response.headers()[header::CONNECTION], "close");
