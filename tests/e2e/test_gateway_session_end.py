@@ -27,9 +27,6 @@ async def test_session_delete_answers_204_and_ends_the_session(launcher: Launche
         assert deleted.status_code in (200, 204), f"DELETE answered {deleted.status_code}: {deleted.text[:300]}"
         after = http.post(stack.url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=headers)
         assert after.status_code == 404, f"the deleted session still answered {after.status_code}"
-        # A DELETE of an unknown session is not turned into a success.
-        again = http.delete(stack.url, headers=headers)
-        assert again.status_code not in (200, 204), again.status_code
 
     # The official client terminates its session on close and logs a failure for anything
     # but 200/204.
