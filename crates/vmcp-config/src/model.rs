@@ -386,6 +386,14 @@ pub struct ServerSettings {
     /// Items per page in list responses. Default 100.
     #[serde(default = "defaults::page_size")]
     pub page_size: u32,
+    /// Browser `Origin` values accepted besides those whose host is an
+    /// accepted `Host` name (`scheme://host[:port]`; `*` accepts any).
+    /// Requests without `Origin` are not affected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    /// Limits of the client connections.
+    #[serde(default)]
+    pub connections: ConnectionSettings,
 }
 
 impl Default for ServerSettings {
@@ -394,6 +402,46 @@ impl Default for ServerSettings {
             allowed_hosts: Vec::new(),
             max_request_bytes: defaults::max_request_bytes(),
             page_size: defaults::page_size(),
+            allowed_origins: Vec::new(),
+            connections: ConnectionSettings::default(),
+        }
+    }
+}
+
+/// Limits of the client connections (a vmcp extension to the format): how
+/// many may be open, and how long a client may take to send a request or
+/// keep an idle connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConnectionSettings {
+    /// Most client connections open at once; lowered at start to fit the
+    /// open-files limit. Default 4096.
+    #[serde(default = "defaults::max_connections")]
+    pub max: u32,
+    /// Extra connections, beyond `max`, that only serve `/health`,
+    /// `/readyz` and `/metrics`, so probes get through while `max` is
+    /// reached. Default 16.
+    #[serde(default = "defaults::probe_reserve")]
+    pub probe_reserve: u32,
+    /// Time a client has to send a request's headers. Default 10s.
+    #[serde(default = "defaults::header_read_timeout")]
+    pub header_read_timeout: HumanDuration,
+    /// Time a client has to send a request's body, from its headers on. Default 30s.
+    #[serde(default = "defaults::body_read_timeout")]
+    pub body_read_timeout: HumanDuration,
+    /// Time a connection may stay open between requests. Default 60s.
+    #[serde(default = "defaults::idle_timeout")]
+    pub idle_timeout: HumanDuration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            max: defaults::max_connections(),
+            probe_reserve: defaults::probe_reserve(),
+            header_read_timeout: defaults::header_read_timeout(),
+            body_read_timeout: defaults::body_read_timeout(),
+            idle_timeout: defaults::idle_timeout(),
         }
     }
 }
@@ -438,5 +486,20 @@ pub mod defaults {
     }
     pub(crate) fn page_size() -> u32 {
         100
+    }
+    pub(crate) fn max_connections() -> u32 {
+        4096
+    }
+    pub(crate) fn probe_reserve() -> u32 {
+        16
+    }
+    pub(crate) fn header_read_timeout() -> HumanDuration {
+        HumanDuration::from_secs(10)
+    }
+    pub(crate) fn body_read_timeout() -> HumanDuration {
+        HumanDuration::from_secs(30)
+    }
+    pub(crate) fn idle_timeout() -> HumanDuration {
+        HumanDuration::from_secs(60)
     }
 }

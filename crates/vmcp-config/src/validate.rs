@@ -257,7 +257,53 @@ pub fn validate(config: &Config, known_backends: &BTreeSet<String>) -> Vec<(Fiel
             "must be at least 1".into(),
         );
     }
+    check_origins(&server.allowed_origins, &mut say);
+    check_connections(&server.connections, &mut say);
     issues
+}
+
+/// `server.allowedOrigins`: `*` or bare origins (`scheme://host[:port]`).
+fn check_origins(origins: &[String], say: &mut impl FnMut(FieldPath, String)) {
+    const EXPECTED: &str = "expected an origin like \"https://app.example.com\" or \"http://localhost:3000\" (scheme, host and optional port only), or \"*\"";
+    for (index, origin) in origins.iter().enumerate() {
+        if origin == "*" {
+            continue;
+        }
+        let at = field_path!["server", "allowedOrigins", index];
+        match url::Url::parse(origin) {
+            Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+                // Never echo a value that carries credentials.
+                say(at, format!("must not contain credentials; {EXPECTED}"));
+            }
+            Ok(url)
+                if matches!(url.scheme(), "http" | "https")
+                    && url.host().is_some()
+                    && url.path() == "/"
+                    && url.query().is_none()
+                    && url.fragment().is_none() => {}
+            _ => say(at, format!("{origin:?} is not an origin: {EXPECTED}")),
+        }
+    }
+}
+
+/// `server.connections`: every limit must allow something.
+fn check_connections(
+    connections: &crate::model::ConnectionSettings,
+    say: &mut impl FnMut(FieldPath, String),
+) {
+    let at = |field: &str| field_path!["server", "connections", field];
+    if connections.max == 0 {
+        say(at("max"), "must be at least 1".into());
+    }
+    for (field, value) in [
+        ("headerReadTimeout", connections.header_read_timeout),
+        ("bodyReadTimeout", connections.body_read_timeout),
+        ("idleTimeout", connections.idle_timeout),
+    ] {
+        if value.get().is_zero() {
+            say(at(field), "must be above zero".into());
+        }
+    }
 }
 
 fn check_auth(auth: &BackendAuth, at: FieldPath, say: &mut impl FnMut(FieldPath, String)) {

@@ -414,6 +414,62 @@ operational:
 }
 
 #[test]
+fn connection_limits_and_origins_have_safe_defaults_and_are_checked() {
+    let config = load_str(
+        "name: x\nbackends:\n  - {name: a, transport: streamable-http, url: 'http://127.0.0.1:1/mcp'}\n",
+        "t.yaml",
+    )
+    .expect("valid");
+    let connections = &config.server.connections;
+    assert_eq!(connections.max, 4096);
+    assert_eq!(connections.probe_reserve, 16);
+    assert_eq!(connections.header_read_timeout.get().as_secs(), 10);
+    assert_eq!(connections.body_read_timeout.get().as_secs(), 30);
+    assert_eq!(connections.idle_timeout.get().as_secs(), 60);
+    assert!(config.server.allowed_origins.is_empty());
+
+    let text = "\
+name: demo
+backends:
+  - {name: a, transport: streamable-http, url: 'http://127.0.0.1:1/mcp'}
+server:
+  allowedOrigins:
+    - https://app.example.com
+    - http://localhost:3000
+    - '*'
+    - https://app.example.com/path
+    - app.example.com
+    - ftp://files.example.com
+    - https://user:pw@app.example.com
+  connections:
+    max: 0
+    headerReadTimeout: 0s
+    idleTimeout: 0s
+";
+    let issues = issues_of(text);
+    let expect = [
+        "test.yaml:9: server.allowedOrigins[3]: \"https://app.example.com/path\" is not an origin",
+        "test.yaml:10: server.allowedOrigins[4]: \"app.example.com\" is not an origin",
+        "test.yaml:11: server.allowedOrigins[5]: \"ftp://files.example.com\" is not an origin",
+        "test.yaml:12: server.allowedOrigins[6]:",
+        "test.yaml:14: server.connections.max: must be at least 1",
+        "test.yaml:15: server.connections.headerReadTimeout: must be above zero",
+        "test.yaml:16: server.connections.idleTimeout: must be above zero",
+    ];
+    for want in expect {
+        assert!(
+            issues.iter().any(|i| i.starts_with(want)),
+            "missing {want:?} in {issues:#?}"
+        );
+    }
+    assert_eq!(issues.len(), expect.len(), "{issues:#?}");
+    assert!(
+        !issues.iter().any(|i| i.contains("pw@")),
+        "an origin with credentials is echoed: {issues:#?}"
+    );
+}
+
+#[test]
 fn yaml_syntax_errors_carry_a_position() {
     match load_str("name: x\nbackends: [\n", "broken.yaml") {
         Err(ConfigError::Syntax { file, line, .. }) => {

@@ -60,6 +60,15 @@ pub enum ForwardError {
         /// Backend name.
         backend: String,
     },
+    /// The gateway is shutting down and the drain time ran out before the
+    /// backend answered.
+    #[error(
+        "the gateway is shutting down: the call to backend {backend} did not finish within the drain time"
+    )]
+    ShuttingDown {
+        /// Backend name.
+        backend: String,
+    },
     /// The backend answered with a JSON-RPC error; it is passed through unchanged.
     #[error("{0}")]
     Backend(ErrorData),
@@ -92,6 +101,9 @@ impl From<ForwardError> for ErrorData {
             }
             ForwardError::CircuitOpen { backend, .. } => {
                 (ErrorCode::INTERNAL_ERROR, backend, "circuit_open")
+            }
+            ForwardError::ShuttingDown { backend } => {
+                (ErrorCode::INTERNAL_ERROR, backend, "shutting_down")
             }
             ForwardError::Cancelled => {
                 return ErrorData::new(ErrorCode::INTERNAL_ERROR, message, None);
@@ -191,7 +203,7 @@ async fn forward_checked(
         Err(ForwardError::Unexpected { .. }) => {
             backend.observe(|health| health.call_failed(FailureKind::Protocol));
         }
-        Err(ForwardError::Cancelled) => {
+        Err(ForwardError::Cancelled | ForwardError::ShuttingDown { .. }) => {
             backend.observe(|health| {
                 health.call_abandoned();
                 Default::default()

@@ -91,6 +91,9 @@ pub struct Gateway {
     draining: AtomicBool,
     in_flight: AtomicUsize,
     idle: Notify,
+    /// Cancelled when the drain time is over: calls still in flight end
+    /// with a "shutting down" error instead of a cut stream.
+    abandon: CancellationToken,
     shutdown: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Starts and stops supervisors; its lock also serialises registry changes.
@@ -196,6 +199,7 @@ impl Gateway {
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
+            abandon: CancellationToken::new(),
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
             launcher: Mutex::new(Launcher {
@@ -417,6 +421,17 @@ impl Gateway {
             }
         };
         tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+
+    /// Ends every call still in flight (and any new one) with a "shutting
+    /// down" error: for when the drain time is over.
+    pub fn abandon_in_flight(&self) {
+        self.abandon.cancel();
+    }
+
+    /// Resolves once [`Gateway::abandon_in_flight`] was called.
+    pub async fn in_flight_abandoned(&self) {
+        self.abandon.cancelled().await;
     }
 
     /// Stops the supervisors and closes every backend connection (child

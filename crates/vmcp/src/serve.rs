@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use clap::Args;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::kubernetes::KubernetesMode;
+use vmcp_gateway::server::limits::{self, ConnectionLimits};
 use vmcp_gateway::server::{HttpOptions, router};
 use vmcp_gateway::{Gateway, GatewayOptions};
 use vmcp_status::{
@@ -94,6 +94,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<()> {
+    // First, so backends and stdio children start under the raised limit.
+    let open_files = limits::raise_open_files_limit();
+    let connection_limits = fit_connection_limits(&config, open_files);
     let address: SocketAddr = format!("{}:{}", bracket_ipv6(&args.host), args.port)
         .parse()
         .with_context(|| format!("invalid listen address {}:{}", args.host, args.port))?;
@@ -145,8 +148,9 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
             if !gateway.drain(drain_for).await {
                 tracing::warn!(
                     in_flight = gateway.in_flight(),
-                    "drain timed out; closing anyway"
+                    "drain timed out; ending the remaining calls with an error"
                 );
+                gateway.abandon_in_flight();
             }
             // Give the last answers a moment to reach their clients, then
             // close the listener and end the event streams.
@@ -155,18 +159,10 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
             sessions_cancel.cancel();
         })
     };
-    // Responses are written as several small frames (SSE headers, then the
-    // event once the backend answered); without TCP_NODELAY, Nagle plus the
-    // client's delayed ACK adds ~40 ms to every call.
-    let listener = listener.tap_io(|stream| {
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {err}");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { closed.cancelled().await })
-        .await
-        .context("HTTP server failed")?;
+    vmcp_gateway::server::listener::serve(listener, app, connection_limits, async move {
+        closed.cancelled().await
+    })
+    .await;
     let _ = drain.await;
     discovery_stop.cancel();
     gateway.shutdown().await;
@@ -178,6 +174,28 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
     }
     tracing::info!("vmcp stopped");
     Ok(())
+}
+
+/// The configured connection limits, lowered (and logged) to leave spare
+/// descriptors below the open-files limit.
+fn fit_connection_limits(
+    config: &vmcp_config::Config,
+    open_files: Option<limits::OpenFiles>,
+) -> ConnectionLimits {
+    let mut connection_limits = ConnectionLimits::from_config(&config.server);
+    let configured = connection_limits.clone();
+    let limit = open_files.and_then(|o| o.limit());
+    if connection_limits.fit_to(limit) {
+        tracing::warn!(
+            configured_max = configured.max_connections,
+            configured_probe_reserve = configured.probe_reserve,
+            max = connection_limits.max_connections,
+            probe_reserve = connection_limits.probe_reserve,
+            open_files_limit = limit,
+            "server.connections lowered to leave descriptors for backends and the state file"
+        );
+    }
+    connection_limits
 }
 
 /// Builds the reporters the environment or `--reporter` asks for; in

@@ -94,9 +94,15 @@ impl GatewayHandler {
         context: &RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
         let _in_flight = self.gateway.begin_request();
-        forward(backend, request, context, &self.gateway.progress)
-            .await
-            .map_err(ErrorData::from)
+        tokio::select! {
+            result = forward(backend, request, context, &self.gateway.progress) => {
+                result.map_err(ErrorData::from)
+            }
+            () = self.gateway.in_flight_abandoned() => Err(ForwardError::ShuttingDown {
+                backend: backend.name().to_string(),
+            }
+            .into()),
+        }
     }
 }
 

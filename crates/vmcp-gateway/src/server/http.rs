@@ -15,8 +15,11 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::envelope::{self, INVALID_REQUEST};
+use super::envelope;
 use super::handler::GatewayHandler;
+use super::origin::{OriginPolicy, screen_origin};
+use super::request_body::body_read_failed;
+use super::session_delete::session_delete_status;
 use crate::gateway::Gateway;
 
 /// `Host` names always accepted: the loopback ones.
@@ -29,6 +32,8 @@ pub struct HttpOptions {
     pub allowed_hosts: Vec<String>,
     /// Largest accepted request body.
     pub max_request_bytes: usize,
+    /// Browser origins accepted besides those of the accepted hosts (`*` = any).
+    pub allowed_origins: Vec<String>,
     /// Cancelled to close every MCP session (at the end of a graceful shutdown).
     pub sessions_cancel: CancellationToken,
     /// Served at `/metrics` when set.
@@ -42,6 +47,7 @@ impl HttpOptions {
         Self {
             allowed_hosts: server.allowed_hosts.clone(),
             max_request_bytes: usize::try_from(server.max_request_bytes).unwrap_or(usize::MAX),
+            allowed_origins: server.allowed_origins.clone(),
             sessions_cancel,
             metrics: None,
         }
@@ -75,7 +81,9 @@ pub fn router(gateway: Arc<Gateway>, options: HttpOptions) -> Router {
         .fallback_service(mcp)
         .layer(middleware::from_fn(move |request, next| {
             screen_body(limit, request, next)
-        }));
+        }))
+        .layer(middleware::from_fn(session_delete_status));
+    let origins = origin_policy(&options);
     let mut app = Router::new()
         .nest_service("/mcp", mcp)
         .route("/health", get(health))
@@ -96,7 +104,19 @@ pub fn router(gateway: Arc<Gateway>, options: HttpOptions) -> Router {
             }),
         );
     }
-    app
+    app.layer(middleware::from_fn(move |request, next| {
+        screen_origin(origins.clone(), request, next)
+    }))
+}
+
+/// Origins accepted: those of the accepted hosts, and the listed ones.
+fn origin_policy(options: &HttpOptions) -> Arc<OriginPolicy> {
+    let hosts = LOOPBACK_HOSTS
+        .iter()
+        .copied()
+        .chain(options.allowed_hosts.iter().map(String::as_str));
+    let origins = options.allowed_origins.iter().map(String::as_str);
+    Arc::new(OriginPolicy::new(hosts, origins))
 }
 
 /// Rejects oversized, non-JSON and non-JSON-RPC POST bodies with proper
@@ -108,10 +128,7 @@ async fn screen_body(limit: usize, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
-        Err(_) => {
-            let message = format!("request body larger than {limit} bytes");
-            return json_rpc_error(StatusCode::PAYLOAD_TOO_LARGE, INVALID_REQUEST, &message);
-        }
+        Err(err) => return body_read_failed(&err, limit),
     };
     if let Err(err) = envelope::check(&bytes) {
         return (
@@ -125,7 +142,8 @@ async fn screen_body(limit: usize, request: Request, next: Next) -> Response {
         .await
 }
 
-fn json_rpc_error(status: StatusCode, code: i32, message: &str) -> Response {
+/// A JSON-RPC error response with `id: null` (the request was not read).
+pub(crate) fn json_rpc_error(status: StatusCode, code: i32, message: &str) -> Response {
     let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
     (status, Json(body)).into_response()
 }
