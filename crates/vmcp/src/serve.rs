@@ -163,10 +163,15 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
             tracing::debug!("cannot set TCP_NODELAY: {err}");
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { closed.cancelled().await })
-        .await
-        .context("HTTP server failed")?;
+    // The client address reaches the handlers as `ConnectInfo<SocketAddr>`
+    // (per-client session limits).
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { closed.cancelled().await })
+    .await
+    .context("HTTP server failed")?;
     let _ = drain.await;
     discovery_stop.cancel();
     gateway.shutdown().await;

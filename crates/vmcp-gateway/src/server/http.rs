@@ -10,13 +10,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::envelope::{self, INVALID_REQUEST};
 use super::handler::GatewayHandler;
+use super::session_limits::{self, LimitedSessionManager, SessionLimits};
 use crate::gateway::Gateway;
 
 /// `Host` names always accepted: the loopback ones.
@@ -65,14 +65,18 @@ pub fn router(gateway: Arc<Gateway>, options: HttpOptions) -> Router {
         )
     };
     let for_sessions = gateway.clone();
+    let (sessions, limits) = session_manager(&gateway);
     let mcp = StreamableHttpService::new(
         move || Ok(GatewayHandler::new(for_sessions.clone())),
-        Arc::new(LocalSessionManager::default()),
+        sessions.clone(),
         config,
     );
     let limit = options.max_request_bytes;
     let mcp = Router::new()
         .fallback_service(mcp)
+        .layer(middleware::from_fn(move |request, next| {
+            session_limits::gate(limits.clone(), sessions.clone(), request, next)
+        }))
         .layer(middleware::from_fn(move |request, next| {
             screen_body(limit, request, next)
         }));
@@ -99,8 +103,20 @@ pub fn router(gateway: Arc<Gateway>, options: HttpOptions) -> Router {
     app
 }
 
-/// Rejects oversized, non-JSON and non-JSON-RPC POST bodies with proper
-/// JSON-RPC errors before rmcp parses them.
+/// The session manager and the session slots, from the `server` settings.
+fn session_manager(gateway: &Arc<Gateway>) -> (Arc<LimitedSessionManager>, Arc<SessionLimits>) {
+    let server = &gateway.config().server;
+    let limits = SessionLimits::new(
+        server.max_sessions as usize,
+        server.max_sessions_per_client as usize,
+    );
+    let manager = LimitedSessionManager::new(gateway.clone(), limits.clone());
+    (Arc::new(manager), limits)
+}
+
+/// Rejects oversized POST bodies and any body rmcp would not read (not
+/// JSON, not JSON-RPC, params that do not fit) with proper JSON-RPC errors
+/// before rmcp parses them; marks the request with what it found.
 async fn screen_body(limit: usize, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
@@ -113,16 +129,20 @@ async fn screen_body(limit: usize, request: Request, next: Next) -> Response {
             return json_rpc_error(StatusCode::PAYLOAD_TOO_LARGE, INVALID_REQUEST, &message);
         }
     };
-    if let Err(err) = envelope::check(&bytes) {
-        return (
-            StatusCode::BAD_REQUEST,
-            [(header::CONTENT_TYPE, "application/json")],
-            err.to_response_body(),
-        )
-            .into_response();
-    }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let screened = match envelope::screen(&bytes) {
+        Ok(screened) => screened,
+        Err(err) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "application/json")],
+                err.to_response_body(),
+            )
+                .into_response();
+        }
+    };
+    let mut request = Request::from_parts(parts, Body::from(bytes));
+    request.extensions_mut().insert(screened);
+    next.run(request).await
 }
 
 fn json_rpc_error(status: StatusCode, code: i32, message: &str) -> Response {

@@ -5,6 +5,7 @@ pub mod envelope;
 pub mod handler;
 pub mod http;
 pub mod pagination;
+pub mod session_limits;
 
 pub use handler::GatewayHandler;
 pub use http::{HttpOptions, router};
