@@ -27,6 +27,7 @@ from harness import (
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
+INVALID_PARAMS = -32602
 
 
 @pytest.fixture
@@ -130,3 +131,48 @@ def test_unknown_method_is_method_not_found(stack: Stack, http: httpx.Client) ->
     resp = http.post(stack.url, json={"jsonrpc": "2.0", "id": 9, "method": "no/such/method"}, headers=headers)
     assert resp.status_code < 500
     assert jsonrpc_error_code(resp) == -32601, resp.text[:300]
+
+
+@pytest.mark.parametrize("with_session", [False, True], ids=["no-session", "in-session"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'[{"jsonrpc": "2.0", "id": 1, "method": "ping"}]',
+        b'[{"jsonrpc": "2.0", "id": 1, "method": "ping"}, {"jsonrpc": "2.0", "method": "notifications/initialized"}]',
+        b"[]",
+        b'{"jsonrpc": "2.0", "id": null, "method": "ping"}',
+        b'{"jsonrpc": "2.0", "id": {}, "method": "ping"}',
+        b'{"jsonrpc": "2.0", "id": [1], "method": "ping"}',
+        b'{"jsonrpc": "2.0", "id": true, "method": "tools/list"}',
+        b'{"jsonrpc": "2.0", "id": 1.5, "method": "tools/list"}',
+        b'{"jsonrpc": "2.0", "id": null, "result": {}}',
+    ],
+    ids=["batch-of-one", "batch", "empty-batch", "id-null", "id-object", "id-array", "id-bool", "id-fraction", "response-id-null"],
+)
+def test_batches_and_bad_ids_are_a_json_invalid_request(stack: Stack, http: httpx.Client, body: bytes, with_session: bool) -> None:
+    """rmcp answers these with a plain-text 415; the README promises JSON-RPC -32600."""
+    headers = raw_session(http, stack.url) if with_session else dict(MCP_HEADERS)
+    resp = http.post(stack.url, content=body, headers=headers)
+    assert resp.status_code == 400, f"{resp.status_code}: {resp.text[:300]}"
+    assert resp.headers["content-type"].startswith("application/json"), resp.headers
+    assert resp.json()["jsonrpc"] == "2.0"
+    assert jsonrpc_error_code(resp) == INVALID_REQUEST, resp.text[:300]
+
+
+@pytest.mark.parametrize(
+    ("body", "request_id"),
+    [
+        (b'{"jsonrpc": "2.0", "id": 41, "method": "tools/call", "params": {"arguments": {}}}', 41),
+        (b'{"jsonrpc": "2.0", "id": "r-1", "method": "resources/read", "params": {"uri": 5}}', "r-1"),
+        (b'{"jsonrpc": "2.0", "id": 43, "method": "prompts/get", "params": "greet"}', 43),
+    ],
+    ids=["call-without-name", "uri-not-a-string", "params-not-an-object"],
+)
+def test_params_that_do_not_fit_the_method_are_invalid_params_with_the_id(
+    stack: Stack, http: httpx.Client, body: bytes, request_id: object
+) -> None:
+    headers = raw_session(http, stack.url)
+    resp = http.post(stack.url, content=body, headers=headers)
+    assert resp.status_code == 400, f"{resp.status_code}: {resp.text[:300]}"
+    assert jsonrpc_error_code(resp) == INVALID_PARAMS, resp.text[:300]
+    assert resp.json()["id"] == request_id, resp.text[:300]

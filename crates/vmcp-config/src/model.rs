@@ -394,6 +394,23 @@ pub struct ServerSettings {
     /// Limits of the client connections.
     #[serde(default)]
     pub connections: ConnectionSettings,
+
+    // Request-path bounds and client sessions (hardening against hostile clients).
+    /// Longest accepted resource URI in bytes (`resources/read`, completion
+    /// references); longer ones get an invalid-params error. Default 65536.
+    #[serde(default = "defaults::max_uri_bytes")]
+    pub max_uri_bytes: u32,
+    /// Most client sessions open at once; beyond it `initialize` gets 503.
+    /// Default 1000.
+    #[serde(default = "defaults::max_sessions")]
+    pub max_sessions: u32,
+    /// Most sessions one client address may hold (its share of
+    /// `maxSessions`). Default 100.
+    #[serde(default = "defaults::max_sessions_per_client")]
+    pub max_sessions_per_client: u32,
+    /// A session without any request for this long is closed. Default 5m.
+    #[serde(default = "defaults::session_idle_timeout")]
+    pub session_idle_timeout: HumanDuration,
 }
 
 impl Default for ServerSettings {
@@ -404,6 +421,10 @@ impl Default for ServerSettings {
             page_size: defaults::page_size(),
             allowed_origins: Vec::new(),
             connections: ConnectionSettings::default(),
+            max_uri_bytes: defaults::max_uri_bytes(),
+            max_sessions: defaults::max_sessions(),
+            max_sessions_per_client: defaults::max_sessions_per_client(),
+            session_idle_timeout: defaults::session_idle_timeout(),
         }
     }
 }
@@ -501,5 +522,17 @@ pub mod defaults {
     }
     pub(crate) fn idle_timeout() -> HumanDuration {
         HumanDuration::from_secs(60)
+    }
+    pub(crate) fn max_uri_bytes() -> u32 {
+        64 * 1024
+    }
+    pub(crate) fn max_sessions() -> u32 {
+        1000
+    }
+    pub(crate) fn max_sessions_per_client() -> u32 {
+        100
+    }
+    pub(crate) fn session_idle_timeout() -> HumanDuration {
+        HumanDuration::from_secs(300)
     }
 }

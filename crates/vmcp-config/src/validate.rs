@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::field_path;
 use crate::load::FieldPath;
-use crate::model::{AuthType, BackendAuth, Config, ConflictResolution, TransportKind};
+use crate::model::{
+    AuthType, BackendAuth, Config, ConflictResolution, ServerSettings, TransportKind,
+};
 
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
 
@@ -259,6 +261,7 @@ pub fn validate(config: &Config, known_backends: &BTreeSet<String>) -> Vec<(Fiel
     }
     check_origins(&server.allowed_origins, &mut say);
     check_connections(&server.connections, &mut say);
+    check_session_limits(server, &mut say);
     issues
 }
 
@@ -303,6 +306,42 @@ fn check_connections(
         if value.get().is_zero() {
             say(at(field), "must be above zero".into());
         }
+    }
+}
+
+/// The request-path bounds and session limits of `server`.
+fn check_session_limits(server: &ServerSettings, say: &mut impl FnMut(FieldPath, String)) {
+    if server.max_uri_bytes < 256 {
+        say(
+            field_path!["server", "maxUriBytes"],
+            "must be at least 256".into(),
+        );
+    }
+    if server.max_sessions == 0 {
+        say(
+            field_path!["server", "maxSessions"],
+            "must be at least 1".into(),
+        );
+    }
+    if server.max_sessions_per_client == 0 {
+        say(
+            field_path!["server", "maxSessionsPerClient"],
+            "must be at least 1".into(),
+        );
+    } else if server.max_sessions_per_client > server.max_sessions {
+        say(
+            field_path!["server", "maxSessionsPerClient"],
+            format!(
+                "must not exceed server.maxSessions ({})",
+                server.max_sessions
+            ),
+        );
+    }
+    if server.session_idle_timeout.get() < std::time::Duration::from_secs(1) {
+        say(
+            field_path!["server", "sessionIdleTimeout"],
+            "must be at least 1s".into(),
+        );
     }
 }
 

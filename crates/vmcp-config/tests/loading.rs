@@ -493,3 +493,41 @@ fn committed_schema_is_current() {
         "schema/vmcp-config.schema.json is stale: run `VMCP_UPDATE_SCHEMA=1 cargo test -p vmcp-config --test loading`"
     );
 }
+
+#[test]
+fn session_limits_and_uri_bound_have_safe_defaults_and_are_checked() {
+    let config = load_str(
+        "name: x\nbackends:\n  - {name: a, transport: streamable-http, url: 'http://127.0.0.1:1/mcp'}\n",
+        "t.yaml",
+    )
+    .expect("valid");
+    let server = &config.server;
+    assert_eq!(server.max_uri_bytes, 65536);
+    assert_eq!(server.max_sessions, 1000);
+    assert_eq!(server.max_sessions_per_client, 100);
+    assert_eq!(server.session_idle_timeout.get().as_secs(), 300);
+
+    let issues = issues_of(
+        "\
+name: x
+backends:
+  - {name: a, transport: streamable-http, url: 'http://127.0.0.1:1/mcp'}
+server:
+  maxUriBytes: 10
+  maxSessions: 5
+  maxSessionsPerClient: 6
+  sessionIdleTimeout: 0s
+",
+    );
+    for want in [
+        "server.maxUriBytes: must be at least 256",
+        "server.maxSessionsPerClient: must not exceed server.maxSessions (5)",
+        "server.sessionIdleTimeout: must be at least 1s",
+    ] {
+        assert!(
+            issues.iter().any(|issue| issue.contains(want)),
+            "missing {want:?} in {issues:#?}"
+        );
+    }
+    assert_eq!(issues.len(), 3, "{issues:#?}");
+}

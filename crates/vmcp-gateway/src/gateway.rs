@@ -190,7 +190,7 @@ impl Gateway {
             registry: ArcSwap::from_pointee(Registry::default()),
             catalogue: ArcSwap::from_pointee(Catalogue::default()),
             known: ArcSwap::from_pointee(Catalogue::default()),
-            sessions: Sessions::default(),
+            sessions: Sessions::new(config.server.max_sessions as usize),
             progress: Arc::new(ProgressRoutes::default()),
             ready: watch::Sender::new(false),
             discovered: AtomicBool::new(!options.discovery),
@@ -597,14 +597,15 @@ async fn aggregate(
             known.push(entry);
         }
         grace.keep_only(&offered);
-        gateway.known.store(Arc::new(catalogue::build(
-            &known,
-            &gateway.config.aggregation,
-        )));
-        let next = catalogue::build(&routable, &gateway.config.aggregation);
+        let Some((known, next)) = build_off_runtime(gateway.config.clone(), known, routable).await
+        else {
+            continue;
+        };
+        gateway.known.store(Arc::new(known));
         let previous = gateway.catalogue.swap(Arc::new(next));
+        let old_conflicts: HashSet<&String> = previous.conflicts.iter().collect();
         for conflict in &gateway.catalogue.load().conflicts {
-            if !previous.conflicts.contains(conflict) {
+            if !old_conflicts.contains(conflict) {
                 tracing::warn!("{conflict}");
             }
         }
@@ -678,6 +679,27 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+/// Builds the known and the routable catalogue on the blocking pool: a
+/// large catalogue is real CPU work, and the runtime threads serve
+/// `/health` and every request meanwhile. `None` if the build panicked
+/// (logged; the previous catalogue stays).
+async fn build_off_runtime(
+    config: Arc<Config>,
+    known: Vec<(Arc<str>, Arc<BackendCapabilities>)>,
+    routable: Vec<(Arc<str>, Arc<BackendCapabilities>)>,
+) -> Option<(Catalogue, Catalogue)> {
+    let built = tokio::task::spawn_blocking(move || {
+        (
+            catalogue::build(&known, &config.aggregation),
+            catalogue::build(&routable, &config.aggregation),
+        )
+    })
+    .await;
+    built
+        .inspect_err(|err| tracing::error!("catalogue rebuild failed: {err}"))
+        .ok()
 }
 
 fn to_strings(names: Vec<&str>) -> Vec<String> {

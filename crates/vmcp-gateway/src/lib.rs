@@ -19,6 +19,7 @@
 //! - [`registry`]: which backends exist now, and how a new list is reconciled.
 //! - [`catalogue`]: the merged, conflict-resolved view of all backends (no I/O).
 //! - [`forward`]: sending one downstream request to its backend.
+//! - [`uri_template`]: linear-time matching of resource URIs to templates.
 //! - [`server`]: the downstream MCP handler and the HTTP surface.
 //! - [`gateway`]: wires the parts together and owns their lifecycle.
 
@@ -31,5 +32,6 @@ pub mod progress;
 pub mod registry;
 pub mod server;
 pub mod sessions;
+pub mod uri_template;
 
 pub use gateway::{Gateway, GatewayOptions, RegistryChanges};

@@ -1,31 +1,102 @@
 //! Connected client sessions, so catalogue changes reach them as
 //! `notifications/*/list_changed`.
+//!
+//! Bounded and pruned: a session is keyed by its `Mcp-Session-Id` and
+//! removed when rmcp closes it (idle expiry, `DELETE`, shutdown — see
+//! `server::session_limits`); peers whose transport closed are swept in
+//! amortised constant time per added session, and the table never holds
+//! more than its capacity (`server.maxSessions`).
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use rmcp::service::{Peer, RoleServer};
 
 use crate::catalogue::ListChanges;
 
+/// Smallest table size at which closed peers are swept.
+const MIN_SWEEP: usize = 64;
+
+/// How a peer is known: its session id, or a number for peers that have
+/// none (sessions not served over Streamable HTTP).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Session(Arc<str>),
+    Anonymous(u64),
+}
+
+struct Table {
+    peers: HashMap<Key, Peer<RoleServer>>,
+    next_anonymous: u64,
+    /// Sweep closed peers once the table reaches this size.
+    sweep_at: usize,
+}
+
 /// The live downstream sessions.
-#[derive(Default)]
 pub struct Sessions {
-    peers: Mutex<Vec<Peer<RoleServer>>>,
+    table: Mutex<Table>,
+    capacity: usize,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self::new(usize::MAX)
+    }
 }
 
 impl Sessions {
-    /// Adds a session that finished initialization.
-    pub fn add(&self, peer: Peer<RoleServer>) {
-        let mut peers = self.lock();
-        peers.retain(|p| !p.is_transport_closed());
-        peers.push(peer);
+    /// A table holding at most `capacity` sessions.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            table: Mutex::new(Table {
+                peers: HashMap::new(),
+                next_anonymous: 0,
+                sweep_at: MIN_SWEEP,
+            }),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Adds a session that finished initialization; `session_id` is its
+    /// `Mcp-Session-Id` when it has one. Returns false (and keeps nothing)
+    /// when the table is full of live sessions.
+    pub fn add(&self, session_id: Option<&str>, peer: Peer<RoleServer>) -> bool {
+        let mut table = self.lock();
+        if table.peers.len() >= table.sweep_at.min(self.capacity) {
+            table.peers.retain(|_, p| !p.is_transport_closed());
+            // Doubling keeps the sweeps amortised O(1) per added session.
+            table.sweep_at = (table.peers.len() * 2).max(MIN_SWEEP);
+        }
+        let key = match session_id {
+            Some(id) => Key::Session(id.into()),
+            None => {
+                table.next_anonymous += 1;
+                Key::Anonymous(table.next_anonymous)
+            }
+        };
+        if table.peers.len() >= self.capacity && !table.peers.contains_key(&key) {
+            tracing::warn!(
+                capacity = self.capacity,
+                "session table full; this session gets no list_changed notifications"
+            );
+            return false;
+        }
+        table.peers.insert(key, peer);
+        true
+    }
+
+    /// Forgets a session that rmcp closed.
+    pub fn remove(&self, session_id: &str) {
+        self.lock()
+            .peers
+            .remove(&Key::Session(Arc::from(session_id)));
     }
 
     /// Number of live sessions.
     pub fn len(&self) -> usize {
-        let mut peers = self.lock();
-        peers.retain(|p| !p.is_transport_closed());
-        peers.len()
+        let mut table = self.lock();
+        table.peers.retain(|_, p| !p.is_transport_closed());
+        table.peers.len()
     }
 
     /// Whether there is no live session.
@@ -40,9 +111,9 @@ impl Sessions {
             return;
         }
         let peers: Vec<_> = {
-            let mut peers = self.lock();
-            peers.retain(|p| !p.is_transport_closed());
-            peers.clone()
+            let mut table = self.lock();
+            table.peers.retain(|_, p| !p.is_transport_closed());
+            table.peers.values().cloned().collect()
         };
         for peer in peers {
             tokio::spawn(async move {
@@ -60,9 +131,9 @@ impl Sessions {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Peer<RoleServer>>> {
-        // Only push/retain/clone happen under the lock; a poisoned lock is still consistent.
-        self.peers
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        // Only insert/remove/retain/clone happen under the lock; a poisoned lock is still consistent.
+        self.table
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -20,6 +20,7 @@ use crate::backend::Backend;
 use crate::forward::{ForwardError, forward};
 use crate::gateway::Gateway;
 use crate::server::pagination::page;
+use crate::server::session_limits::SESSION_ID_HEADER;
 
 /// One client session's view of the gateway.
 #[derive(Clone)]
@@ -35,6 +36,22 @@ impl GatewayHandler {
 
     fn page_size(&self) -> usize {
         self.gateway.config().server.page_size as usize
+    }
+
+    /// Refuses a resource URI longer than `server.maxUriBytes` before any
+    /// work is done on it (matching, routing, forwarding).
+    fn check_uri_length(&self, uri: &str) -> Result<(), ErrorData> {
+        let limit = self.gateway.config().server.max_uri_bytes as usize;
+        if uri.len() > limit {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "resource URI of {} bytes is longer than the limit of {limit} bytes (server.maxUriBytes)",
+                    uri.len()
+                ),
+                None,
+            ));
+        }
+        Ok(())
     }
 
     /// In `partialFailureMode: fail`, lists fail while any backend is down.
@@ -132,7 +149,12 @@ impl ServerHandler for GatewayHandler {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.gateway.sessions.add(context.peer);
+        let session_id = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.headers.get(SESSION_ID_HEADER))
+            .and_then(|value| value.to_str().ok());
+        self.gateway.sessions.add(session_id, context.peer);
     }
 
     async fn list_tools(
@@ -260,6 +282,7 @@ impl ServerHandler for GatewayHandler {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        self.check_uri_length(&request.uri)?;
         let catalogue = self.gateway.catalogue();
         let owner = catalogue.route_resource(&request.uri).ok_or_else(|| {
             match self
@@ -306,16 +329,19 @@ impl ServerHandler for GatewayHandler {
                 prompt.name = route.name.clone();
                 route.backend.clone()
             }
-            Reference::Resource(resource) => catalogue
-                .route_template(&resource.uri)
-                .or_else(|| catalogue.route_resource(&resource.uri))
-                .cloned()
-                .ok_or_else(|| {
-                    ErrorData::invalid_params(
-                        format!("unknown resource template: {}", resource.uri),
-                        None,
-                    )
-                })?,
+            Reference::Resource(resource) => {
+                self.check_uri_length(&resource.uri)?;
+                catalogue
+                    .route_template(&resource.uri)
+                    .or_else(|| catalogue.route_resource(&resource.uri))
+                    .cloned()
+                    .ok_or_else(|| {
+                        ErrorData::invalid_params(
+                            format!("unknown resource template: {}", resource.uri),
+                            None,
+                        )
+                    })?
+            }
             _ => {
                 return Err(ErrorData::invalid_params(
                     "unsupported completion reference",

@@ -10,7 +10,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +19,7 @@ use super::handler::GatewayHandler;
 use super::origin::{OriginPolicy, screen_origin};
 use super::request_body::body_read_failed;
 use super::session_delete::session_delete_status;
+use super::session_limits::{self, LimitedSessionManager, SessionLimits};
 use crate::gateway::Gateway;
 
 /// `Host` names always accepted: the loopback ones.
@@ -71,14 +71,18 @@ pub fn router(gateway: Arc<Gateway>, options: HttpOptions) -> Router {
         )
     };
     let for_sessions = gateway.clone();
+    let (sessions, limits) = session_manager(&gateway);
     let mcp = StreamableHttpService::new(
         move || Ok(GatewayHandler::new(for_sessions.clone())),
-        Arc::new(LocalSessionManager::default()),
+        sessions.clone(),
         config,
     );
     let limit = options.max_request_bytes;
     let mcp = Router::new()
         .fallback_service(mcp)
+        .layer(middleware::from_fn(move |request, next| {
+            session_limits::gate(limits.clone(), sessions.clone(), request, next)
+        }))
         .layer(middleware::from_fn(move |request, next| {
             screen_body(limit, request, next)
         }))
@@ -119,8 +123,20 @@ fn origin_policy(options: &HttpOptions) -> Arc<OriginPolicy> {
     Arc::new(OriginPolicy::new(hosts, origins))
 }
 
-/// Rejects oversized, non-JSON and non-JSON-RPC POST bodies with proper
-/// JSON-RPC errors before rmcp parses them.
+/// The session manager and the session slots, from the `server` settings.
+fn session_manager(gateway: &Arc<Gateway>) -> (Arc<LimitedSessionManager>, Arc<SessionLimits>) {
+    let server = &gateway.config().server;
+    let limits = SessionLimits::new(
+        server.max_sessions as usize,
+        server.max_sessions_per_client as usize,
+    );
+    let manager = LimitedSessionManager::new(gateway.clone(), limits.clone());
+    (Arc::new(manager), limits)
+}
+
+/// Rejects oversized POST bodies and any body rmcp would not read (not
+/// JSON, not JSON-RPC, params that do not fit) with proper JSON-RPC errors
+/// before rmcp parses them; marks the request with what it found.
 async fn screen_body(limit: usize, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
@@ -130,16 +146,20 @@ async fn screen_body(limit: usize, request: Request, next: Next) -> Response {
         Ok(bytes) => bytes,
         Err(err) => return body_read_failed(&err, limit),
     };
-    if let Err(err) = envelope::check(&bytes) {
-        return (
-            StatusCode::BAD_REQUEST,
-            [(header::CONTENT_TYPE, "application/json")],
-            err.to_response_body(),
-        )
-            .into_response();
-    }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let screened = match envelope::screen(&bytes) {
+        Ok(screened) => screened,
+        Err(err) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "application/json")],
+                err.to_response_body(),
+            )
+                .into_response();
+        }
+    };
+    let mut request = Request::from_parts(parts, Body::from(bytes));
+    request.extensions_mut().insert(screened);
+    next.run(request).await
 }
 
 /// A JSON-RPC error response with `id: null` (the request was not read).

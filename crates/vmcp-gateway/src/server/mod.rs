@@ -12,6 +12,7 @@ pub mod origin;
 pub mod pagination;
 pub mod request_body;
 pub mod session_delete;
+pub mod session_limits;
 
 pub use handler::GatewayHandler;
 pub use http::{HttpOptions, router};
