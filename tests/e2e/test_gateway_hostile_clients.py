@@ -94,7 +94,7 @@ def test_template_matching_is_linear_in_the_uri(launcher: Launcher) -> None:
         miss = read_resource(http, stack.url, headers, "py://items/" + "x" * (4 * 1024 * 1024) + "/", 1)
         assert (miss.get("error") or {}).get("code") == RESOURCE_NOT_FOUND, str(miss)[:300]
         # And a real match is routed to the backend.
-        hit = read_resource(http, stack.url, headers, "py://items/" + "y" * 100_000, 2)
+        hit = read_resource(http, stack.url, headers, "py://items/" + "y" * 1_000, 2)
         assert "result" in hit, str(hit)[:300]
         assert "from pyhttp" in str(hit["result"]["contents"][0]["text"])[-100:]
 

@@ -17,6 +17,8 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 from harness import (
     LOOPBACK,
     PEERS,
@@ -59,6 +61,7 @@ def http_broken(launcher: Launcher, mode: str, tmp: Path) -> tuple[dict, Path]:
     return {"name": mode, "transport": "streamable-http", "url": f"http://{LOOPBACK}:{port}/mcp"}, counter
 
 
+@pytest.mark.anyio
 async def test_broken_backends_back_off_and_say_why(launcher: Launcher, tmp_path: Path) -> None:
     bad_tools, bad_tools_count = http_broken(launcher, "bad-tools", tmp_path)
     endless, endless_count = http_broken(launcher, "endless-cursor", tmp_path)

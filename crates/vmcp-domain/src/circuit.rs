@@ -8,7 +8,8 @@
 //! Active probes are the same evidence a trial looks for, so they end an
 //! open circuit's wait early: `recovery_probes` successful probes in a row
 //! while open make it `HalfOpen` (routable again; the next call is the
-//! trial), and a successful probe while half-open closes it. Any failure
+//! trial), and a successful probe while half-open closes it unless a trial
+//! call is under way (then the trial decides). Any failure
 //! resets that count, so a backend that answers pings but fails calls still
 //! trips the circuit and goes back to `Open` on its first failed trial.
 //! Time is passed in, so the machine is tested without clocks.
@@ -133,7 +134,7 @@ impl CircuitBreaker {
     /// Closed: ends a run of failed probes, but not one with failed calls in
     /// it (answering pings does not excuse failing calls; only a good call
     /// does). Open: counts towards `recovery_probes`, then half-open.
-    /// Half-open: closes.
+    /// Half-open: closes, unless a trial call is under way (its outcome decides).
     pub fn on_probe_success(
         &mut self,
         now: Instant,
@@ -141,6 +142,8 @@ impl CircuitBreaker {
     ) -> Option<CircuitState> {
         match self.state {
             CircuitState::Closed if self.calls_in_run => None,
+            // A trial call is under way: its outcome decides, not the probe.
+            CircuitState::HalfOpen if self.trial_in_flight => None,
             CircuitState::Closed | CircuitState::HalfOpen => self.on_success(now),
             CircuitState::Open if !policy.enabled => self.on_success(now),
             CircuitState::Open => {
@@ -351,6 +354,24 @@ mod tests {
         assert_eq!(
             breaker.on_probe_success(t0, &POLICY),
             Some(CircuitState::Closed)
+        );
+    }
+
+    #[test]
+    fn a_good_probe_does_not_preempt_a_trial_call_under_way() {
+        let t0 = Instant::now();
+        let mut breaker = CircuitBreaker::new();
+        for _ in 0..3 {
+            breaker.on_failure(t0, &POLICY);
+        }
+        breaker.on_probe_success(t0, &POLICY);
+        breaker.on_probe_success(t0, &POLICY);
+        assert_eq!(breaker.state(), CircuitState::HalfOpen);
+        assert_eq!(breaker.admit(t0, &POLICY), Admission::Trial);
+        assert_eq!(breaker.on_probe_success(t0, &POLICY), None);
+        assert_eq!(
+            breaker.on_call_failure(t0, &POLICY),
+            Some(CircuitState::Open)
         );
     }
 }

@@ -136,6 +136,7 @@ async fn http_request_path_answers_mutated_bodies_without_5xx() {
         HttpOptions {
             allowed_hosts: vec![],
             max_request_bytes: 64 * 1024,
+            allowed_origins: vec![],
             sessions_cancel: cancel.clone(),
             metrics: None,
         },

@@ -247,15 +247,45 @@ pub fn check(body: &[u8]) -> Result<(), EnvelopeError> {
     }
 }
 
+/// Client request methods rmcp parses into typed params; one that lands in
+/// `CustomRequest` had params that did not fit.
+const TYPED_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "completion/complete",
+    "logging/setLevel",
+    "prompts/get",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "tools/call",
+    "tools/list",
+];
+
 /// [`check`], then the typed parse rmcp does: a body that passes is one
 /// rmcp accepts. Also tells whether the body opens a session.
 pub fn screen(body: &[u8]) -> Result<Screened, EnvelopeError> {
     check(body)?;
     match serde_json::from_slice::<ClientJsonRpcMessage>(body) {
-        Ok(ClientJsonRpcMessage::Request(request)) => Ok(Screened {
-            initialize: matches!(request.request, ClientRequest::InitializeRequest(_))
-                .then_some(request.id),
-        }),
+        Ok(ClientJsonRpcMessage::Request(request)) => match &request.request {
+            // rmcp files a standard method whose params do not fit it under
+            // "custom" and answers it with method-not-found: it is invalid params.
+            ClientRequest::CustomRequest(custom)
+                if TYPED_METHODS.contains(&custom.method.as_str()) =>
+            {
+                Err(EnvelopeError::InvalidParams {
+                    id: Some(request.id),
+                    message: format!("params do not fit {}", custom.method),
+                })
+            }
+            ClientRequest::InitializeRequest(_) => Ok(Screened {
+                initialize: Some(request.id),
+            }),
+            _ => Ok(Screened { initialize: None }),
+        },
         Ok(_) => Ok(Screened { initialize: None }),
         Err(err) => Err(EnvelopeError::InvalidParams {
             id: request_id(body),
