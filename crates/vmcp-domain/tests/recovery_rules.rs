@@ -80,6 +80,10 @@ fn routable((health, circuit): (HealthState, CircuitState)) -> bool {
     health.is_routable() && circuit != CircuitState::Open
 }
 
+/// One row: what it shows, whether the backend has outgoing auth, the steps,
+/// and the (health, circuit) expected after each step.
+type RecoveryCase<'a> = (&'a str, bool, &'a [Step], &'a [(HealthState, CircuitState)]);
+
 #[test]
 fn recovery_table() {
     use CircuitState::*;
@@ -87,7 +91,7 @@ fn recovery_table() {
     use Step::*;
     const DOWN: Step = ProbeFailed(FailureKind::Unreachable);
     const DENIED: Step = ProbeFailed(FailureKind::Unauthorized);
-    let cases: &[(&str, bool, &[Step], &[(HealthState, CircuitState)])] = &[
+    let cases: &[RecoveryCase] = &[
         (
             "an outage opens the circuit; two good probes make it routable",
             false,
