@@ -29,7 +29,12 @@ def state(state_dir: Path, name: str) -> dict[str, Any] | None:
 
 def test_state_file_and_status_command_follow_the_gateway(launcher: Launcher, tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
-    config = fast_health_config([py_stdio_config("one"), py_stdio_config("two")])
+    # A generous connect/call timeout for the stdio backends: a Python interpreter
+    # with the MCP SDK takes over 2 s to start on a loaded 2-core machine. Probes
+    # keep their 500 ms timeout, which is what the SIGSTOP step below relies on.
+    config = fast_health_config(
+        [py_stdio_config("one"), py_stdio_config("two")], per_workload={"one": "15s", "two": "15s"}
+    )
     config["name"] = "statefile"
     gateway = launcher.gateway(config, args=["--state-dir", str(state_dir), "--reporter", "file"])
 
