@@ -92,6 +92,7 @@ fn link_rejected(link: &(dyn Error + 'static)) -> bool {
             StreamableHttpError::UnexpectedServerResponse(message) => {
                 unexpected_response_status(message).is_some_and(is_auth_status)
             }
+            StreamableHttpError::HttpStatus(status) => is_auth_status(status.status),
             _ => false,
         };
     }
