@@ -199,7 +199,12 @@ spawn() {
   local name="$1"
   shift
   setsid "$@" </dev/null >>"$STATE/logs/$name.log" 2>&1 3>&- 9>&- &
-  printf '%s\n' "$!" >"$STATE/$name.pid"
+  local pid=$! deadline=$((SECONDS + 10))
+  printf '%s\n' "$pid" >"$STATE/$name.pid"
+  # Until the forked shell has exec'd the daemon, its command line is this script's, and is_ours
+  # would take the daemon for gone (seen under load: "containerd exited during startup" with an
+  # empty log). Return once the exec has happened (or the child is already dead).
+  until is_ours "$pid" || proc_gone "$pid" || ((SECONDS >= deadline)); do sleep 0.05; done
 }
 
 # --- waiting ---------------------------------------------------------------------------------
@@ -210,7 +215,8 @@ wait_for() {
   shift 2
   deadline=$((SECONDS + TIMEOUT))
   until "$@"; do
-    if ! is_ours "$pid"; then
+    # (proc_gone, not is_ours: the pid is our own child, just spawned, so it cannot be reused.)
+    if proc_gone "$pid"; then
       log "$name exited during startup; last log lines:"
       tail -n 40 "$STATE/logs/$name.log" >&2 || true
       return 1

@@ -12,6 +12,7 @@ configuration (no kubeconfig), probes on /health and /readyz, and a Service.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,16 @@ class NodeCluster:
                 if (ep.get("conditions") or {}).get("ready"):
                     out.extend(ep.get("addresses") or [])
         return out
+
+    def routes(self, ip: str, port: int) -> bool:
+        """True once a TCP connection to ip:port is accepted. A Service's ClusterIP is programmed
+        by kube-proxy asynchronously, some time after its EndpointSlice shows a ready endpoint;
+        until then the connection is refused."""
+        try:
+            with socket.create_connection((ip, port), timeout=1.0):
+                return True
+        except OSError:
+            return False
 
     def logs(self) -> str:
         """Logs of every container in the namespace (through the API server and the kubelet)."""

@@ -26,6 +26,7 @@ from harness import (
     call_text,
     connect,
     jsonrpc_messages,
+    metric_value,
     base_gateway_config,
     deep_merge,
     raw_session,
@@ -150,6 +151,8 @@ def test_a_client_that_never_finishes_its_headers_is_closed_after_the_header_tim
             closed, _ = closed_within(sock, 0.3)
     assert closed, "a client trickling header lines kept its connection for 15 s"
     assert stack.gateway.get("/health").status_code == 200
+    metrics = stack.gateway.get("/metrics").text
+    assert metric_value(metrics, "vmcp_connection_timeouts_total", deadline="header_read") >= 2, metrics
 
 
 def test_a_client_that_never_finishes_its_body_gets_408(launcher: Launcher) -> None:
@@ -264,8 +267,16 @@ def test_excess_connections_are_refused_while_probes_still_get_through(launcher:
         # Reserve slots are given back quickly (short header deadline).
         wait_until(lambda: gateway.get("/health", timeout=2).status_code == 200, 15, what="/health after the reserve fill")
         assert "connection limit reached" in gateway.log_tail(400)
+        # Both kinds of refusal are counted (the scrape itself comes through the reserve).
+        metrics = gateway.get("/metrics").text
+        assert metric_value(metrics, "vmcp_client_refusals_total", reason="connection_limit") >= 1, metrics
+        assert metric_value(metrics, "vmcp_client_refusals_total", reason="probe_reserve") >= 2, metrics
+        assert metric_value(metrics, "vmcp_connections_open") >= cap, metrics
     # Released: full service again.
     wait_until(lambda: initialize_status(stack.url) == 200, 15, what="initialize after the cap cleared")
+    wait_until(
+        lambda: metric_value(gateway.get("/metrics").text, "vmcp_connections_open") < cap, 15, what="vmcp_connections_open to fall"
+    )
 
 
 def test_many_half_open_connections_under_a_low_open_files_limit(launcher: Launcher, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from harness import (
     base_gateway_config,
     deep_merge,
     jsonrpc_messages,
+    metric_value,
     raw_session,
     wait_until,
 )
@@ -152,6 +153,10 @@ def test_sessions_are_capped_in_total_and_per_client_and_slots_come_back(
     # Existing sessions keep working meanwhile.
     ping = {"jsonrpc": "2.0", "id": 3, "method": "ping"}
     assert one.post(url, json=ping, headers=first[0]).status_code == 200
+    metrics = stack.gateway.get("/metrics").text
+    assert metric_value(metrics, "vmcp_sessions_open") == 5, metrics
+    assert metric_value(metrics, "vmcp_client_refusals_total", reason="client_session_limit") == 1, metrics
+    assert metric_value(metrics, "vmcp_client_refusals_total", reason="session_limit") == 2, metrics
 
     # DELETE gives a slot back at once.
     assert two.delete(url, headers=second[0]).status_code < 300

@@ -55,6 +55,7 @@ async def test_gateway_pod_reports_status_through_in_cluster_config(cluster: Nod
     assert pod["spec"]["serviceAccountName"] == SERVICE_ACCOUNT
 
     cluster.kube.wait_for(lambda: cluster.ready_endpoints(GATEWAY), POD_START, "the gateway Service to have a ready endpoint")
+    cluster.kube.wait_for(lambda: cluster.routes(gateway_ip, GATEWAY_PORT), 30, "kube-proxy to route the gateway Service")
     async with connect(f"http://{gateway_ip}:{GATEWAY_PORT}/mcp") as client:
         names = await tool_names(client)
     assert any(n.startswith("alpha") for n in names), names

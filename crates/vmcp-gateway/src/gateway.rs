@@ -96,6 +96,8 @@ pub struct Gateway {
     abandon: CancellationToken,
     shutdown: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Prometheus instruments, if metrics are on.
+    metrics: Option<vmcp_status::Metrics>,
     /// Starts and stops supervisors; its lock also serialises registry changes.
     launcher: Mutex<Launcher>,
 }
@@ -202,6 +204,7 @@ impl Gateway {
             abandon: CancellationToken::new(),
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
+            metrics: options.metrics.clone(),
             launcher: Mutex::new(Launcher {
                 http,
                 updates: updates_tx,
@@ -329,6 +332,11 @@ impl Gateway {
             .lock_launcher()
             .updates
             .send(GatewayEvent::RegistryChanged);
+    }
+
+    /// The Prometheus instruments, if metrics are on.
+    pub fn metrics(&self) -> Option<&vmcp_status::Metrics> {
+        self.metrics.as_ref()
     }
 
     /// The configuration in force.

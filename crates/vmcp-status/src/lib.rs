@@ -32,7 +32,7 @@ pub mod staleness;
 pub use env::{Env, ProcessEnv};
 pub use file::{FileReporter, StateFile, WriterInfo, default_state_dir};
 pub use log::LogReporter;
-pub use metrics::{CallOutcome, Metrics, MetricsReporter};
+pub use metrics::{CallOutcome, ClientRefusal, ConnectionDeadline, Metrics, MetricsReporter};
 pub use reporter::{NoopReporter, ReportError, ReportFuture, ReportReason, Reporter};
 pub use select::{KubernetesTarget, ReporterKind, Selection, SelectionSource, select};
 pub use set::{ReporterSet, ReportingOptions, StatusSender, WriteOutcome, WriteStats};

@@ -27,6 +27,16 @@
 //! | `vmcp_backend_requests_total` | `backend`, `method`, `outcome` | [`Metrics::record_call`] |
 //! | `vmcp_backend_request_duration_seconds` (histogram) | `backend`, `method` | [`Metrics::record_call`] |
 //! | `vmcp_status_writes_total` | `reporter`, `reason`, `outcome` | [`ReporterSet`](crate::ReporterSet) |
+//!
+//! Called by the HTTP server, about its clients (no per-client labels: an
+//! address is neither bounded nor something to publish):
+//!
+//! | metric | labels | recorded by |
+//! |---|---|---|
+//! | `vmcp_connections_open` | | [`Metrics::connection_opened`], [`Metrics::connection_closed`] |
+//! | `vmcp_client_refusals_total` | `reason` ([`ClientRefusal`]) | [`Metrics::record_refusal`] |
+//! | `vmcp_connection_timeouts_total` | `deadline` ([`ConnectionDeadline`]) | [`Metrics::record_connection_timeout`] |
+//! | `vmcp_sessions_open` | | [`Metrics::set_open_sessions`] |
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -95,6 +105,62 @@ impl CallOutcome {
             Self::Rejected => "rejected",
         }
     }
+}
+
+/// Why a client was turned away, for `vmcp_client_refusals_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientRefusal {
+    /// A connection closed at accept: `server.connections.max` plus the
+    /// probe reserve are in use.
+    ConnectionLimit,
+    /// A request other than a probe on a probe-reserve connection (`503`).
+    ProbeReserve,
+    /// An `initialize` beyond `server.maxSessions` (`503`).
+    SessionLimit,
+    /// An `initialize` beyond `server.maxSessionsPerClient` (`503`).
+    ClientSessionLimit,
+}
+
+impl ClientRefusal {
+    /// Snake-case name, the label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConnectionLimit => "connection_limit",
+            Self::ProbeReserve => "probe_reserve",
+            Self::SessionLimit => "session_limit",
+            Self::ClientSessionLimit => "client_session_limit",
+        }
+    }
+}
+
+/// Which deadline closed a client connection, for
+/// `vmcp_connection_timeouts_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnectionDeadline {
+    /// Request headers not complete in time (`server.connections.headerReadTimeout`).
+    HeaderRead,
+    /// No request for `server.connections.idleTimeout`.
+    Idle,
+}
+
+impl ConnectionDeadline {
+    /// Snake-case name, the label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HeaderRead => "header_read",
+            Self::Idle => "idle",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeadlineLabels {
+    deadline: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -166,6 +232,10 @@ struct Inner {
     requests: Family<CallLabels, Counter>,
     request_duration: HistogramFamily<MethodLabels>,
     status_writes: Family<WriteLabels, Counter>,
+    connections_open: Gauge,
+    refusals: Family<RefusalLabels, Counter>,
+    connection_timeouts: Family<DeadlineLabels, Counter>,
+    sessions_open: Gauge,
     /// Backends that have per-backend gauges.
     listed: Mutex<BTreeSet<String>>,
 }
@@ -199,6 +269,10 @@ impl Metrics {
         let request_duration =
             HistogramFamily::<MethodLabels>::new_with_constructor(call_histogram);
         let status_writes = Family::<WriteLabels, Counter>::default();
+        let connections_open = Gauge::default();
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        let connection_timeouts = Family::<DeadlineLabels, Counter>::default();
+        let sessions_open = Gauge::default();
 
         registry.register(
             "vmcp_phase",
@@ -252,6 +326,46 @@ impl Metrics {
             "Status write attempts per reporter, reason and outcome",
             status_writes.clone(),
         );
+        registry.register(
+            "vmcp_connections_open",
+            "Client connections being served (the probe reserve included)",
+            connections_open.clone(),
+        );
+        registry.register(
+            "vmcp_client_refusals",
+            "Clients turned away at a limit, per reason",
+            refusals.clone(),
+        );
+        registry.register(
+            "vmcp_connection_timeouts",
+            "Client connections closed by a deadline, per deadline",
+            connection_timeouts.clone(),
+        );
+        registry.register(
+            "vmcp_sessions_open",
+            "Client sessions holding a slot (server.maxSessions)",
+            sessions_open.clone(),
+        );
+        for reason in [
+            ClientRefusal::ConnectionLimit,
+            ClientRefusal::ProbeReserve,
+            ClientRefusal::SessionLimit,
+            ClientRefusal::ClientSessionLimit,
+        ] {
+            // Present from the start, at 0, so a rate() alert has a series.
+            refusals
+                .get_or_create(&RefusalLabels {
+                    reason: reason.as_str(),
+                })
+                .inc_by(0);
+        }
+        for deadline in [ConnectionDeadline::HeaderRead, ConnectionDeadline::Idle] {
+            connection_timeouts
+                .get_or_create(&DeadlineLabels {
+                    deadline: deadline.as_str(),
+                })
+                .inc_by(0);
+        }
         for each in PHASES {
             // Every phase is present from the start, at 0.
             phase
@@ -273,6 +387,10 @@ impl Metrics {
                 requests,
                 request_duration,
                 status_writes,
+                connections_open,
+                refusals,
+                connection_timeouts,
+                sessions_open,
                 listed: Mutex::new(BTreeSet::new()),
             }),
         }
@@ -353,6 +471,44 @@ impl Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
+    }
+
+    /// Counts a client connection taken into service.
+    pub fn connection_opened(&self) {
+        self.inner.connections_open.inc();
+    }
+
+    /// Counts the end of a connection counted by
+    /// [`connection_opened`](Self::connection_opened).
+    pub fn connection_closed(&self) {
+        self.inner.connections_open.dec();
+    }
+
+    /// Counts one client turned away.
+    pub fn record_refusal(&self, reason: ClientRefusal) {
+        self.inner
+            .refusals
+            .get_or_create(&RefusalLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts one connection closed by `deadline`.
+    pub fn record_connection_timeout(&self, deadline: ConnectionDeadline) {
+        self.inner
+            .connection_timeouts
+            .get_or_create(&DeadlineLabels {
+                deadline: deadline.as_str(),
+            })
+            .inc();
+    }
+
+    /// Sets the number of sessions holding a slot.
+    pub fn set_open_sessions(&self, sessions: usize) {
+        self.inner
+            .sessions_open
+            .set(i64::try_from(sessions).unwrap_or(i64::MAX));
     }
 
     /// Sets the status gauges from `status`, dropping the series of

@@ -874,3 +874,48 @@ async fn request_path_instruments_and_write_counts_render() {
         );
     }
 }
+
+#[test]
+fn client_limit_instruments_render_from_zero() {
+    use vmcp_status::{ClientRefusal, ConnectionDeadline};
+
+    let metrics = Metrics::new();
+    let fresh = metrics.render();
+    // Every refusal reason and deadline has a series from the start, so an
+    // alert on its rate sees the first refusal.
+    for line in [
+        "vmcp_client_refusals_total{reason=\"connection_limit\"} 0",
+        "vmcp_client_refusals_total{reason=\"session_limit\"} 0",
+        "vmcp_connection_timeouts_total{deadline=\"idle\"} 0",
+        "vmcp_connections_open 0",
+        "vmcp_sessions_open 0",
+    ] {
+        assert!(
+            fresh.lines().any(|l| l == line),
+            "missing {line:?} in\n{fresh}"
+        );
+    }
+
+    metrics.connection_opened();
+    metrics.connection_opened();
+    metrics.connection_closed();
+    metrics.record_refusal(ClientRefusal::ConnectionLimit);
+    metrics.record_refusal(ClientRefusal::ClientSessionLimit);
+    metrics.record_refusal(ClientRefusal::ClientSessionLimit);
+    metrics.record_connection_timeout(ConnectionDeadline::HeaderRead);
+    metrics.set_open_sessions(7);
+    let text = metrics.render();
+    for line in [
+        "vmcp_connections_open 1",
+        "vmcp_client_refusals_total{reason=\"connection_limit\"} 1",
+        "vmcp_client_refusals_total{reason=\"client_session_limit\"} 2",
+        "vmcp_client_refusals_total{reason=\"probe_reserve\"} 0",
+        "vmcp_connection_timeouts_total{deadline=\"header_read\"} 1",
+        "vmcp_sessions_open 7",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+}

@@ -123,7 +123,7 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
     let forwarding = tokio::spawn(forward_status(gateway.clone(), reporting.sender()));
     let sessions_cancel = CancellationToken::new();
     let mut http_options = HttpOptions::from_gateway(&gateway, sessions_cancel.clone());
-    http_options.metrics = Some(metrics);
+    http_options.metrics = Some(metrics.clone());
     let app = router(gateway.clone(), http_options);
     tracing::info!(address = %local, backends = gateway.backends().len(), "vmcp listening on http://{local}/mcp");
 
@@ -159,9 +159,13 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
             sessions_cancel.cancel();
         })
     };
-    vmcp_gateway::server::listener::serve(listener, app, connection_limits, async move {
-        closed.cancelled().await
-    })
+    vmcp_gateway::server::listener::serve(
+        listener,
+        app,
+        connection_limits,
+        Some(metrics),
+        async move { closed.cancelled().await },
+    )
     .await;
     let _ = drain.await;
     discovery_stop.cancel();

@@ -13,7 +13,9 @@
 //! 3. else: closed at once.
 //!
 //! Every request carries the peer address as axum's
-//! `ConnectInfo<SocketAddr>`.
+//! `ConnectInfo<SocketAddr>`. With [`Metrics`], open connections, refusals
+//! and deadline closes are counted (`vmcp_connections_open`,
+//! `vmcp_client_refusals_total`, `vmcp_connection_timeouts_total`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -32,6 +34,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+use vmcp_status::{ClientRefusal, ConnectionDeadline, Metrics};
 
 use super::activity::{Activity, Expiry, WatchedIo};
 use super::http::json_rpc_error;
@@ -53,14 +56,15 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets every connection finish its current request, and returns
-/// once all are closed.
+/// once all are closed. Counts into `metrics` when given.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    metrics: Option<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let admission = Admission::new(&limits);
+    let admission = Admission::new(&limits, metrics.clone());
     let limits = Arc::new(limits);
     let closing_all = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -83,6 +87,9 @@ pub async fn serve(
         let Some(slot) = admission.admit() else {
             drop(stream);
             refusals.note(admission.max_connections);
+            if let Some(metrics) = &metrics {
+                metrics.record_refusal(ClientRefusal::ConnectionLimit);
+            }
             continue;
         };
         if let Err(err) = stream.set_nodelay(true) {
@@ -105,11 +112,34 @@ pub async fn serve(
     tracker.wait().await;
 }
 
-/// A connection's place under the cap; given back when dropped.
+/// A connection's place under the cap; given back (and counted out of
+/// `vmcp_connections_open`) when dropped.
 struct Slot {
     _permit: OwnedSemaphorePermit,
     /// A probe-reserve slot: one request, probe paths only.
     probe_only: bool,
+    metrics: Option<Metrics>,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit, probe_only: bool, metrics: Option<Metrics>) -> Self {
+        if let Some(metrics) = &metrics {
+            metrics.connection_opened();
+        }
+        Self {
+            _permit: permit,
+            probe_only,
+            metrics,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.connection_closed();
+        }
+    }
 }
 
 /// The connection cap and the probe reserve.
@@ -117,10 +147,11 @@ struct Admission {
     full: Arc<Semaphore>,
     probe: Arc<Semaphore>,
     max_connections: usize,
+    metrics: Option<Metrics>,
 }
 
 impl Admission {
-    fn new(limits: &ConnectionLimits) -> Self {
+    fn new(limits: &ConnectionLimits, metrics: Option<Metrics>) -> Self {
         let max = limits.max_connections.min(Semaphore::MAX_PERMITS);
         Self {
             full: Arc::new(Semaphore::new(max)),
@@ -128,21 +159,16 @@ impl Admission {
                 limits.probe_reserve.min(Semaphore::MAX_PERMITS),
             )),
             max_connections: max,
+            metrics,
         }
     }
 
     fn admit(&self) -> Option<Slot> {
         if let Ok(permit) = self.full.clone().try_acquire_owned() {
-            return Some(Slot {
-                _permit: permit,
-                probe_only: false,
-            });
+            return Some(Slot::new(permit, false, self.metrics.clone()));
         }
         let permit = self.probe.clone().try_acquire_owned().ok()?;
-        Some(Slot {
-            _permit: permit,
-            probe_only: true,
-        })
+        Some(Slot::new(permit, true, self.metrics.clone()))
     }
 }
 
@@ -181,6 +207,7 @@ async fn serve_connection(
     closing_all: CancellationToken,
 ) {
     let probe_only = slot.probe_only;
+    let metrics = slot.metrics.clone();
     let header_read_timeout = if probe_only {
         limits.header_read_timeout.min(PROBE_HEADER_READ_TIMEOUT)
     } else {
@@ -194,8 +221,9 @@ async fn serve_connection(
             let busy = activity.begin_request();
             let app = app.clone();
             let limits = limits.clone();
+            let metrics = metrics.clone();
             async move {
-                let response = handle(request, peer, app, &limits, probe_only).await;
+                let response = handle(request, peer, app, &limits, probe_only, metrics).await;
                 Ok::<_, Infallible>(response.map(|body| Body::new(GuardedBody::new(body, busy))))
             }
         })
@@ -216,9 +244,18 @@ async fn serve_connection(
                 break;
             }
             expiry = activity.expired() => {
-                match expiry {
-                    Expiry::HeaderRead => tracing::debug!(%peer, "closing connection: request headers not received in time"),
-                    Expiry::Idle => tracing::debug!(%peer, "closing idle connection"),
+                let deadline = match expiry {
+                    Expiry::HeaderRead => {
+                        tracing::debug!(%peer, "closing connection: request headers not received in time");
+                        ConnectionDeadline::HeaderRead
+                    }
+                    Expiry::Idle => {
+                        tracing::debug!(%peer, "closing idle connection");
+                        ConnectionDeadline::Idle
+                    }
+                };
+                if let Some(metrics) = &slot.metrics {
+                    metrics.record_connection_timeout(deadline);
                 }
                 break;
             }
@@ -238,11 +275,15 @@ async fn handle(
     app: Router,
     limits: &ConnectionLimits,
     probe_only: bool,
+    metrics: Option<Metrics>,
 ) -> Response<Body> {
     if let Some(refused) = reject_declared_length(request.headers(), limits.max_request_bytes) {
         return refused;
     }
     if probe_only && !PROBE_PATHS.contains(&request.uri().path()) {
+        if let Some(metrics) = &metrics {
+            metrics.record_refusal(ClientRefusal::ProbeReserve);
+        }
         return busy();
     }
     let timeout = limits.body_read_timeout;

@@ -14,6 +14,8 @@
 //!
 //! The client address comes from axum's `ConnectInfo<SocketAddr>` request
 //! extension; without it (an in-process router) only the total applies.
+//! With the gateway's metrics, refusals count into
+//! `vmcp_client_refusals_total` and slots in use show as `vmcp_sessions_open`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -35,6 +37,7 @@ use rmcp::transport::streamable_http_server::session::{
     EventStore, RestoreOutcome, ServerSseMessage, SessionId,
 };
 use serde_json::json;
+use vmcp_status::ClientRefusal;
 
 use super::envelope::Screened;
 use crate::gateway::Gateway;
@@ -82,6 +85,16 @@ pub struct SessionLimits {
     max_total: usize,
     max_per_client: usize,
     slots: Mutex<Slots>,
+}
+
+impl Refusal {
+    /// The metric label of this refusal.
+    pub fn metric(self) -> ClientRefusal {
+        match self {
+            Self::Full { .. } => ClientRefusal::SessionLimit,
+            Self::ClientFull { .. } => ClientRefusal::ClientSessionLimit,
+        }
+    }
 }
 
 impl SessionLimits {
@@ -219,6 +232,19 @@ impl LimitedSessionManager {
     pub async fn open_sessions(&self) -> usize {
         self.inner.sessions.read().await.len()
     }
+
+    /// Publishes the slots in use as `vmcp_sessions_open`.
+    fn publish_in_use(&self) {
+        if let Some(metrics) = self.gateway.metrics() {
+            metrics.set_open_sessions(self.limits.in_use());
+        }
+    }
+
+    fn record_refusal(&self, refusal: Refusal) {
+        if let Some(metrics) = self.gateway.metrics() {
+            metrics.record_refusal(refusal.metric());
+        }
+    }
 }
 
 impl SessionManager for LimitedSessionManager {
@@ -245,6 +271,7 @@ impl SessionManager for LimitedSessionManager {
         let closed = self.inner.close_session(id).await;
         self.limits.release(id);
         self.gateway.sessions.remove(id);
+        self.publish_in_use();
         closed
     }
 
@@ -321,6 +348,7 @@ pub async fn gate(
                 .and_then(|screened| screened.initialize.clone())
                 .map_or(serde_json::Value::Null, |id| id.into_json_value());
             tracing::warn!(client = ?client, "{refusal}");
+            manager.record_refusal(refusal);
             return refused(&refusal, id);
         }
     };
@@ -336,7 +364,10 @@ pub async fn gate(
         if !manager.is_open(&session_id).await {
             limits.release(&session_id);
         }
+    } else {
+        drop(reservation);
     }
+    manager.publish_in_use();
     response
 }
 
@@ -377,6 +408,10 @@ mod tests {
         drop((a1, a2, b1));
         assert_eq!(limits.in_use(), 0, "unbound reservations are given back");
         assert_eq!(limits.in_use_by(IpAddr::from([127, 0, 0, 1])), 0);
+        assert!(
+            limits.lock().per_client.is_empty(),
+            "addresses without sessions are forgotten (the table stays bounded by open sessions)"
+        );
     }
 
     #[test]
