@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Hostile-client benchmarks (issue 9, items 1 and 3), against the release binary.
 
-  .cache/venv/bin/python bench/hostile_clients_bench.py sessions [--count 5000]
-      RSS of the gateway: at start, with COUNT idle sessions, after they expired
+  .cache/venv/bin/python bench/hostile_clients_bench.py sessions [--count 5000] [--rounds 1] [--settle 5]
+      RSS of the gateway: at start, with COUNT idle sessions, after they expired (per round)
   .cache/venv/bin/python bench/hostile_clients_bench.py uri [--mib 4] [--runs 5]
       gateway CPU for one resources/read of a MiB-sized URI matching a template:
       with the default server.maxUriBytes (refused) and with the limit lifted (matched)
@@ -68,6 +68,7 @@ def gateway(launcher: Launcher, server: dict[str, Any]) -> Any:
 
 def bench_sessions(args: argparse.Namespace) -> None:
     idle = 10
+    rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         launcher = Launcher(Path(tmp), default_vmcp_bin())
         try:
@@ -80,30 +81,36 @@ def bench_sessions(args: argparse.Namespace) -> None:
                 raw_session(http, gw.url)
                 time.sleep(idle + 3)
                 baseline = settled_rss(gw.pid)
-                start = time.monotonic()
-                last: dict[str, str] = {}
-                for _ in range(args.count):
-                    last = raw_session(http, gw.url)
-                created_in = time.monotonic() - start
-                loaded = settled_rss(gw.pid)
-                # Wait until the youngest session expired (then all did).
-                deadline = time.monotonic() + idle + 60
                 ping = {"jsonrpc": "2.0", "id": 9, "method": "ping"}
-                time.sleep(idle)
-                while http.post(gw.url, json=ping, headers=last).status_code != 404:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("sessions did not expire")
-                    time.sleep(1)
-                after = settled_rss(gw.pid, 5.0)
+                # Several rounds: a leak grows round after round, retention does not.
+                for _ in range(args.rounds):
+                    start = time.monotonic()
+                    last: dict[str, str] = {}
+                    for _ in range(args.count):
+                        last = raw_session(http, gw.url)
+                    created_in = time.monotonic() - start
+                    loaded = settled_rss(gw.pid)
+                    # Wait until the youngest session expired (then all did).
+                    deadline = time.monotonic() + idle + 60
+                    time.sleep(idle)
+                    while http.post(gw.url, json=ping, headers=last).status_code != 404:
+                        if time.monotonic() > deadline:
+                            raise SystemExit("sessions did not expire")
+                        time.sleep(1)
+                    after = settled_rss(gw.pid, args.settle)
+                    rounds.append((created_in, loaded, after))
                 # And the slots are free again.
                 assert http.post(gw.url, json={**ping, "method": "initialize"}, headers=MCP_HEADERS).status_code in (200, 400)
         finally:
             launcher.stop_all()
-    per_session_kib = (loaded - baseline) * 1024 / args.count
-    print(f"| sessions | {args.count} (created in {created_in:.1f} s, idle expiry {idle} s) |")
+    print(f"| sessions per round | {args.count} (idle expiry {idle} s; RSS settled over {args.settle:.0f} s after expiry) |")
     print(f"| RSS at start (after one warm-up session expired) | {baseline:.1f} MiB |")
-    print(f"| RSS with {args.count} idle sessions | {loaded:.1f} MiB (+{per_session_kib:.0f} KiB per session) |")
-    print(f"| RSS after they expired | {after:.1f} MiB ({100 * (after - baseline) / baseline:+.0f} % of the start) |")
+    for number, (created_in, loaded, after) in enumerate(rounds, 1):
+        per_session_kib = (loaded - baseline) * 1024 / args.count
+        print(
+            f"| round {number}: RSS with {args.count} idle sessions (created in {created_in:.1f} s) / after they expired | "
+            f"{loaded:.1f} MiB (+{per_session_kib:.0f} KiB per session) / {after:.1f} MiB ({100 * (after - baseline) / baseline:+.0f} % of the start) |"
+        )
 
 
 def bench_uri(args: argparse.Namespace) -> None:
@@ -143,6 +150,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     sessions = sub.add_parser("sessions")
     sessions.add_argument("--count", type=int, default=5000)
+    sessions.add_argument("--rounds", type=int, default=1)
+    sessions.add_argument("--settle", type=float, default=5.0, help="seconds of RSS samples after expiry")
     uri = sub.add_parser("uri")
     uri.add_argument("--mib", type=int, default=4)
     uri.add_argument("--runs", type=int, default=5)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
 import anyio
 import pytest
 
-from harness import Launcher, call_text, connect, py_stdio_config, tool_names
+from harness import TRANSPORT_OF, Launcher, base_gateway_config, call_text, connect, py_stdio_config, tool_names
 
 pytestmark = pytest.mark.anyio
 
@@ -58,3 +59,20 @@ async def test_readyz_is_503_until_first_discovery_finishes(launcher: Launcher) 
         names = await tool_names(client)
         assert "pyslow_whoami" in names and "pysse_whoami" in names and "everything_echo" in names
         assert await call_text(client, "pyslow_whoami") == "pyslow"
+
+
+async def test_a_machine_without_ca_certificates_still_serves_plain_http_backends(launcher: Launcher, tmp_path: Path) -> None:
+    """No system CA certificates (a minimal image): the gateway starts, says why https backends
+    will fail, and serves its http backends (it used to panic while building its HTTP client)."""
+    empty_file = tmp_path / "no-certs.pem"
+    empty_file.write_text("")
+    empty_dir = tmp_path / "no-certs.d"
+    empty_dir.mkdir()
+    backend = launcher.py("pysse", TRANSPORT_OF["pysse"])
+    gateway = launcher.gateway(
+        base_gateway_config([backend.config()]),
+        env={"SSL_CERT_FILE": str(empty_file), "SSL_CERT_DIR": str(empty_dir)},
+    )
+    async with connect(gateway.url) as client:
+        assert await call_text(client, "pysse_whoami") == "pysse"
+    assert "cannot load the system's CA certificates" in gateway.log_tail(200)

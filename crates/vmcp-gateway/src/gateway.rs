@@ -176,12 +176,7 @@ impl Gateway {
             None,
             Timestamp::now(),
         );
-        // Reused connections matter for latency; the pool is shared by all HTTP backends.
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_default();
+        let http = crate::backend::http_client::backend_http_client();
         let failure = &config.operational.failure_handling;
         let liveness = Liveness {
             interval: failure.health_check_interval.get(),

@@ -1,5 +1,6 @@
 //! `vmcp`: the Virtual MCP Server command line.
 
+mod allocator;
 mod kubernetes;
 mod logging;
 mod serve;

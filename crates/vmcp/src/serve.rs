@@ -73,6 +73,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     };
     crate::logging::init(config.operational.log_level.as_deref(), args.log_json);
+    crate::allocator::enable_background_purging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -9,6 +9,7 @@
 
 pub mod connect;
 pub mod health;
+pub mod http_client;
 pub mod listing;
 pub mod rejection;
 pub mod spec;
