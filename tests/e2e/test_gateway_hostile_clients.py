@@ -94,6 +94,9 @@ def test_template_matching_is_linear_in_the_uri(launcher: Launcher) -> None:
         # Almost matches py://items/{item_id}: a `/` at the very end.
         miss = read_resource(http, stack.url, headers, "py://items/" + "x" * (4 * 1024 * 1024) + "/", 1)
         assert (miss.get("error") or {}).get("code") == RESOURCE_NOT_FOUND, str(miss)[:300]
+        # The error quotes the start of the URI, not all 4 MiB of it.
+        message = miss["error"]["message"]
+        assert len(message) < 400 and message.endswith(f"({4 * 1024 * 1024 + len('py://items/') + 1} bytes)"), message[:300]
         # And a real match is routed to the backend.
         hit = read_resource(http, stack.url, headers, "py://items/" + "y" * 1_000, 2)
         assert "result" in hit, str(hit)[:300]

@@ -19,6 +19,7 @@ use vmcp_config::PartialFailureMode;
 use crate::backend::Backend;
 use crate::forward::{ForwardError, forward};
 use crate::gateway::Gateway;
+use crate::server::echo::echoed;
 use crate::server::pagination::page;
 use crate::server::session_limits::SESSION_ID_HEADER;
 
@@ -182,10 +183,10 @@ impl ServerHandler for GatewayHandler {
                 .known_catalogue()
                 .route_tool(&request.name)
                 .map(|r| r.backend.clone());
-            self.not_routable(owner, format!("unknown tool: {}", request.name))
+            self.not_routable(owner, format!("unknown tool: {}", echoed(&request.name)))
         })?;
         let backend = self.backend(&route.backend, || {
-            ErrorData::invalid_params(format!("unknown tool: {}", request.name), None)
+            ErrorData::invalid_params(format!("unknown tool: {}", echoed(&request.name)), None)
         })?;
         request.name = Cow::Owned(route.name.clone());
         drop(catalogue);
@@ -227,10 +228,10 @@ impl ServerHandler for GatewayHandler {
                 .known_catalogue()
                 .route_prompt(&request.name)
                 .map(|r| r.backend.clone());
-            self.not_routable(owner, format!("unknown prompt: {}", request.name))
+            self.not_routable(owner, format!("unknown prompt: {}", echoed(&request.name)))
         })?;
         let backend = self.backend(&route.backend, || {
-            ErrorData::invalid_params(format!("unknown prompt: {}", request.name), None)
+            ErrorData::invalid_params(format!("unknown prompt: {}", echoed(&request.name)), None)
         })?;
         request.name = route.name.clone();
         drop(catalogue);
@@ -293,13 +294,16 @@ impl ServerHandler for GatewayHandler {
             {
                 Some(owner) => self.not_routable(Some(owner), String::new()),
                 None => ErrorData::resource_not_found(
-                    format!("unknown resource: {}", request.uri),
+                    format!("unknown resource: {}", echoed(&request.uri)),
                     None,
                 ),
             }
         })?;
         let backend = self.backend(owner, || {
-            ErrorData::resource_not_found(format!("unknown resource: {}", request.uri), None)
+            ErrorData::resource_not_found(
+                format!("unknown resource: {}", echoed(&request.uri)),
+                None,
+            )
         })?;
         drop(catalogue);
         match self
@@ -324,7 +328,10 @@ impl ServerHandler for GatewayHandler {
         let owner = match &mut request.r#ref {
             Reference::Prompt(prompt) => {
                 let route = catalogue.route_prompt(&prompt.name).ok_or_else(|| {
-                    ErrorData::invalid_params(format!("unknown prompt: {}", prompt.name), None)
+                    ErrorData::invalid_params(
+                        format!("unknown prompt: {}", echoed(&prompt.name)),
+                        None,
+                    )
                 })?;
                 prompt.name = route.name.clone();
                 route.backend.clone()
@@ -337,7 +344,7 @@ impl ServerHandler for GatewayHandler {
                     .cloned()
                     .ok_or_else(|| {
                         ErrorData::invalid_params(
-                            format!("unknown resource template: {}", resource.uri),
+                            format!("unknown resource template: {}", echoed(&resource.uri)),
                             None,
                         )
                     })?
