@@ -42,9 +42,11 @@ pub fn service_account_name(vmcp_name: &str) -> String {
     format!("{vmcp_name}-vmcp")
 }
 
-/// Name of the runtime's Role and RoleBinding: `<vmcp_name>-vmcp-runtime`.
+/// Name of the runtime's Role and RoleBinding: `<vmcp_name>-vmcp`, the
+/// name the reference operator gives them (the same as the
+/// ServiceAccount's), so that tooling written for it finds them.
 pub fn role_name(vmcp_name: &str) -> String {
-    format!("{vmcp_name}-vmcp-runtime")
+    format!("{vmcp_name}-vmcp")
 }
 
 /// The ServiceAccount, Role and RoleBinding of one runtime.

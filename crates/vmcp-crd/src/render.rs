@@ -70,7 +70,7 @@ pub fn render_rbac_yaml(name: &str, namespace: &str, group: &str) -> String {
         ),
         (format!("resourceNames `{group}`"), "its spec.groupRef.name"),
         (format!("ServiceAccount `{account}`"), "<name>-vmcp"),
-        (format!("Role, RoleBinding `{role}`"), "<name>-vmcp-runtime"),
+        (format!("Role, RoleBinding `{role}`"), "<name>-vmcp"),
         (
             format!("resourceNames `{lease}`"),
             "<name>-vmcp-status (the status Lease)",
