@@ -337,11 +337,17 @@ fn runtime_condition(obs: &Observations, deployment_available: bool) -> Computed
             ),
         );
     }
+    // The message must not move with every report (no age in it): a
+    // heartbeat that changes nothing else costs no status write.
     cond(
         t,
         True,
         reasons::REPORTING,
-        format!("last report {}s ago", age.as_secs()),
+        format!(
+            "the runtime reports within {}s (heartbeat {}s)",
+            bound.as_secs(),
+            obs.heartbeat.as_secs()
+        ),
     )
 }
 
@@ -559,15 +565,19 @@ pub fn compute(obs: &Observations) -> Vec<Computed> {
 }
 
 /// When to look again even if nothing changes: just after the runtime's
-/// report would go stale (so `RuntimeReporting` flips on time). `None`
-/// when no report is pending expiry.
+/// report would go stale (so `RuntimeReporting` flips on time); once it is
+/// stale, every heartbeat (a new report also triggers a reconcile through
+/// the watch; this only bounds the delay if that event is missed). `None`
+/// before the first report.
 pub fn next_check(obs: &Observations) -> Option<Duration> {
     let timestamp = obs.runtime.timestamp?;
     let age = vmcp_status::staleness::age(timestamp, obs.now);
     let bound = report_deadline(obs.heartbeat);
-    bound
-        .checked_sub(age)
-        .map(|left| left + Duration::from_secs(1))
+    Some(
+        bound
+            .checked_sub(age)
+            .map_or(obs.heartbeat, |left| left + Duration::from_secs(1)),
+    )
 }
 
 /// Settles transition times: a condition keeps the `lastTransitionTime`

@@ -14,10 +14,16 @@
 //!   and whether either needs a write;
 //! - [`merge`]: pod-template merging and the containment check that keeps
 //!   an unchanged reconcile write-free;
+//!
+//! The I/O lives in [`controller`] (kube-rs' `runtime::Controller`,
+//! server-side apply) and [`metrics`]; the binary `vmcp-operator` wires
+//! them up.
 
 pub mod conditions;
 pub mod config;
+pub mod controller;
 pub mod merge;
+pub mod metrics;
 pub mod names;
 pub mod render;
 pub mod settings;

@@ -351,8 +351,8 @@ fn next_check_is_just_after_the_report_goes_stale() {
     obs.runtime.timestamp = Some(ago(100));
     assert_eq!(
         conditions::next_check(&obs),
-        None,
-        "already stale: wait for a report"
+        Some(Duration::from_secs(30)),
+        "already stale: look again every heartbeat"
     );
     obs.runtime.timestamp = None;
     assert_eq!(conditions::next_check(&obs), None);
@@ -437,5 +437,18 @@ fn only_new_failures_make_events() {
     assert!(
         conditions::new_failures(&missing, &missing).is_empty(),
         "no Event on a re-report"
+    );
+}
+
+#[test]
+fn a_heartbeat_alone_changes_no_condition() {
+    let mut early = healthy();
+    early.runtime.timestamp = Some(ago(40));
+    let mut late = healthy();
+    late.runtime.timestamp = Some(ago(1));
+    assert_eq!(
+        conditions::compute(&early),
+        conditions::compute(&late),
+        "a newer report with the same content must not change the operator's status"
     );
 }
