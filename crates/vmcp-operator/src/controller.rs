@@ -44,8 +44,23 @@ use crate::status::{OperatorStatus, group_status, group_status_held};
 /// Longest time between two reconciles of an unchanged object (a
 /// write-free resync).
 pub const RESYNC: Duration = Duration::from_secs(300);
-/// Delay before retrying a reconcile that failed transiently.
+/// Delay before the first retry of a reconcile that failed transiently.
 pub const RETRY: Duration = Duration::from_secs(5);
+/// Reconciles of one kind running at once: bounds the memory a burst
+/// (1,000 new objects, a resync) holds at a time; kube-rs' default is
+/// unbounded.
+pub const CONCURRENCY: u16 = 8;
+/// Longest delay between retries of an object that keeps failing.
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// The delay before retry number `failures` (1 for the first) of one
+/// object: [`RETRY`] doubled at each failure, at most [`RETRY_MAX`], so a
+/// lasting failure (an exhausted Service IP range, an API server under
+/// load) is not retried every few seconds for every object.
+pub fn retry_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    RETRY.saturating_mul(1 << doublings).min(RETRY_MAX)
+}
 
 const VMCP_KIND: &str = "VirtualMCPServer";
 const GROUP_KIND: &str = "MCPGroup";
@@ -78,6 +93,8 @@ pub struct Context {
     settings: Settings,
     metrics: Metrics,
     recorder: Recorder,
+    /// Consecutive failed reconciles per object (`kind/namespace/name`).
+    failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl Context {
@@ -96,8 +113,34 @@ impl Context {
             settings,
             metrics,
             recorder,
+            failures: std::sync::Mutex::default(),
         }
     }
+
+    /// Counts a failure of `key`; the delay before its retry.
+    fn failed(&self, key: String) -> Duration {
+        let count = self.failures.lock().map_or(1, |mut map| {
+            let count = map.entry(key).or_insert(0);
+            *count = count.saturating_add(1);
+            *count
+        });
+        retry_delay(count)
+    }
+
+    /// Forgets the failures of `key` after a successful reconcile.
+    fn succeeded(&self, key: &str) {
+        if let Ok(mut map) = self.failures.lock() {
+            map.remove(key);
+        }
+    }
+}
+
+fn failure_key(kind: &str, object: &impl ResourceExt) -> String {
+    format!(
+        "{kind}/{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -144,7 +187,8 @@ pub async fn run(
     let vmcp_controller = Controller::new(
         scoped::<VirtualMCPServer>(client, ns),
         watcher::Config::default(),
-    );
+    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY));
     let store = vmcp_controller.store();
     let gateways = vmcp_controller
         .owns(scoped::<ServiceAccount>(client, ns), owned.clone())
@@ -184,6 +228,7 @@ pub async fn run(
         }
     };
     let groups = Controller::new(scoped::<MCPGroup>(client, ns), watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .watches_with(
             dynamic(&servers),
             servers.clone(),
@@ -214,16 +259,18 @@ fn member_group(member: DynamicObject) -> Option<ObjectRef<MCPGroup>> {
     Some(ObjectRef::new(group).within(&namespace))
 }
 
-fn error_policy_gateway(_: Arc<VirtualMCPServer>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy_gateway(vmcp: Arc<VirtualMCPServer>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.error(VMCP_KIND);
+    let delay = ctx.failed(failure_key(VMCP_KIND, vmcp.as_ref()));
     warn!(error = %error, cause = ?std::error::Error::source(error).map(ToString::to_string), "reconcile failed; retrying");
-    Action::requeue(RETRY)
+    Action::requeue(delay)
 }
 
-fn error_policy_group(_: Arc<MCPGroup>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy_group(group: Arc<MCPGroup>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.error(GROUP_KIND);
+    let delay = ctx.failed(failure_key(GROUP_KIND, group.as_ref()));
     warn!(error = %error, cause = ?std::error::Error::source(error).map(ToString::to_string), "group reconcile failed; retrying");
-    Action::requeue(RETRY)
+    Action::requeue(delay)
 }
 
 async fn reconcile_gateway(
@@ -237,10 +284,12 @@ async fn reconcile_gateway(
         name = vmcp.name_any()
     );
     let _guard = ctx.metrics.start(VMCP_KIND);
-    Gateway::new(&vmcp, &ctx)?
+    let action = Gateway::new(&vmcp, &ctx)?
         .reconcile()
         .instrument(span)
-        .await
+        .await?;
+    ctx.succeeded(&failure_key(VMCP_KIND, vmcp.as_ref()));
+    Ok(action)
 }
 
 /// What a child's apply achieved.
@@ -643,6 +692,7 @@ async fn reconcile_group(group: Arc<MCPGroup>, ctx: Arc<Context>) -> Result<Acti
             .map_err(kube_error("apply MCPGroup status"))?;
             debug!("group status applied");
         }
+        ctx.succeeded(&failure_key(GROUP_KIND, group.as_ref()));
         Ok(Action::requeue(RESYNC))
     }
     .instrument(span)

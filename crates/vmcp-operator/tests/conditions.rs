@@ -452,3 +452,23 @@ fn a_heartbeat_alone_changes_no_condition() {
         "a newer report with the same content must not change the operator's status"
     );
 }
+
+#[test]
+fn retries_back_off_per_object() {
+    use vmcp_operator::controller::{RETRY, RETRY_MAX, retry_delay};
+    let table = [
+        (1, RETRY),
+        (2, RETRY * 2),
+        (3, RETRY * 4),
+        (7, RETRY * 64),
+        (8, RETRY_MAX),
+        (u32::MAX, RETRY_MAX),
+    ];
+    for (failures, want) in table {
+        assert_eq!(
+            retry_delay(failures),
+            want.min(RETRY_MAX),
+            "failure {failures}"
+        );
+    }
+}
