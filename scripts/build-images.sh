@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# build-images.sh — OCI images of vmcp, vmcp-example-server and a pause image, without a daemon.
+# build-images.sh — OCI images of vmcp, vmcp-operator, vmcp-example-server and a pause image, without a daemon.
 #
 # Usage:
 #   scripts/build-images.sh [--out DIR] [--bin-dir DIR] [IMAGE...]
 #
-# IMAGE: vmcp, vmcp-example-server, pause (default: all three). For each, DIR/<image>.tar is an
+# IMAGE: vmcp, vmcp-operator, vmcp-example-server, pause (default: all four). For each, DIR/<image>.tar is an
 # OCI image layout (oci-layout, index.json, blobs/sha256/...) packed with tar: what
 # `ctr -n k8s.io images import` reads (scripts/kube-test-env.sh import-images does that for the
 # test node) and what a registry push would upload (e.g. `skopeo copy oci-archive:DIR/vmcp.tar
 # docker://REGISTRY/vmcp:TAG`). Image names (the io.containerd.image.name annotation):
-#   localhost/vmcp/vmcp:latest, localhost/vmcp/vmcp-example-server:latest, localhost/vmcp/pause:latest
+#   localhost/vmcp/vmcp:latest, localhost/vmcp/vmcp-operator:latest, localhost/vmcp/vmcp-example-server:latest,
+#   localhost/vmcp/pause:latest (set VMCP_IMAGE_TAG to pin a tag)
 #
 # Each image is one layer: the stripped release binary, the shared libraries it links (copied
 # from this machine, as `ldd` lists them), the CA bundle (/etc/ssl/certs/ca-certificates.crt),
@@ -45,18 +46,18 @@ while (($# > 0)); do
       BIN_DIR="$2"
       shift 2
       ;;
-    vmcp | vmcp-example-server | pause)
+    vmcp | vmcp-operator | vmcp-example-server | pause)
       IMAGES+=("$1")
       shift
       ;;
     -h | --help)
-      sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+      sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
       exit 0
       ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
-((${#IMAGES[@]} > 0)) || IMAGES=(vmcp vmcp-example-server pause)
+((${#IMAGES[@]} > 0)) || IMAGES=(vmcp vmcp-operator vmcp-example-server pause)
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 
@@ -155,6 +156,7 @@ build_pause_image() {
 for image in "${IMAGES[@]}"; do
   case "$image" in
     vmcp) build_binary_image vmcp 4483 ;;
+    vmcp-operator) build_binary_image vmcp-operator 8081 ;;
     vmcp-example-server) build_binary_image vmcp-example-server 8080 ;;
     pause) build_pause_image ;;
   esac

@@ -648,7 +648,9 @@ start_apiserver_proc() {
   # controller-manager no namespace ever gets its "default" ServiceAccount, and the plugin would
   # then reject every Pod. The endpoint reconciler is off because a loopback address is not a
   # valid endpoint for the "kubernetes" Service and nothing reaches the apiserver through a
-  # Service anyway. --service-cluster-ip-range is only bookkeeping (no kube-proxy).
+  # Service anyway. --service-cluster-ip-range is only bookkeeping (no kube-proxy); a /16 so that
+  # benchmarks can hold 1,000 Services (one per gateway) and tests that never reclaim theirs
+  # (no garbage collection here) do not exhaust it.
   # With a node: see node_apiserver_flags (scripts/kube-test-env-node.sh).
   local mode=()
   if [[ "$NODE" == 1 ]]; then
@@ -656,7 +658,7 @@ start_apiserver_proc() {
   else
     mode=(
       --authorization-mode=RBAC
-      --service-cluster-ip-range=10.0.0.0/24
+      --service-cluster-ip-range=10.0.0.0/16
       --disable-admission-plugins=ServiceAccount
       --endpoint-reconciler-type=none
     )

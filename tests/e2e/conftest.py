@@ -226,7 +226,7 @@ def kube_restart(kube_env: KubeEnv) -> Iterator[KubeEnv]:
 # ---------------------------------------------------------------------------
 # The single-node cluster (scripts/kube-test-env.sh start --node): pods really run.
 
-IMAGE_NAMES = ("vmcp", "vmcp-example-server")
+IMAGE_NAMES = ("vmcp", "vmcp-operator", "vmcp-example-server")
 
 
 @pytest.fixture(scope="session")

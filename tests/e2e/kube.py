@@ -185,8 +185,14 @@ def mcpgroup_manifest(namespace: str, name: str, description: str = "e2e") -> di
     return {"apiVersion": API_VERSION, "kind": "MCPGroup", "metadata": {"name": name, "namespace": namespace}, "spec": {"description": description}}
 
 
-def virtualmcpserver_manifest(namespace: str, name: str, group: str) -> dict[str, Any]:
-    return {"apiVersion": API_VERSION, "kind": "VirtualMCPServer", "metadata": {"name": name, "namespace": namespace}, "spec": {"incomingAuth": {"type": "anonymous"}, "groupRef": {"name": group}}}
+def virtualmcpserver_manifest(namespace: str, name: str, group: str, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A VirtualMCPServer of `group`; `spec` adds fields (e.g. `config`, `replicas`)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "VirtualMCPServer",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"incomingAuth": {"type": "anonymous"}, "groupRef": {"name": group}, **(spec or {})},
+    }
 
 
 def mcpserverentry_manifest(namespace: str, name: str, url: str, group: str, transport: str = "streamable-http") -> dict[str, Any]:

@@ -149,9 +149,10 @@ def test_broken_manifest_is_rejected(kube: Kube, namespace: str, what: str, doc:
     assert mentions in str(caught.value), f"{what}: the error does not name {mentions!r}: {caught.value}"
 
 
-# The reference's names, short names, categories and printer columns, per kind.
+# The reference's names, short names, categories and printer columns, per kind (vmcp adds
+# `Reporting` to VirtualMCPServer: the operator's RuntimeReporting condition, last).
 EXPECTED_NAMES = {
-    "VirtualMCPServer": (["vmcp", "virtualmcp"], ["Phase", "URL", "Backends", "Age", "Ready"]),
+    "VirtualMCPServer": (["vmcp", "virtualmcp"], ["Phase", "URL", "Backends", "Age", "Ready", "Reporting"]),
     "MCPGroup": (["mcpg", "mcpgroup"], ["Servers", "Proxies", "Phase", "Checked", "Age"]),
     "MCPServer": (["mcpserver", "mcpservers"], ["Status", "Ready", "Replicas", "URL", "Age"]),
     "MCPServerEntry": (["mcpentry"], ["Phase", "Transport", "Remote URL", "Group", "Age"]),

@@ -70,7 +70,7 @@ pub fn render_rbac_yaml(name: &str, namespace: &str, group: &str) -> String {
         ),
         (format!("resourceNames `{group}`"), "its spec.groupRef.name"),
         (format!("ServiceAccount `{account}`"), "<name>-vmcp"),
-        (format!("Role, RoleBinding `{role}`"), "<name>-vmcp-runtime"),
+        (format!("Role, RoleBinding `{role}`"), "<name>-vmcp"),
         (
             format!("resourceNames `{lease}`"),
             "<name>-vmcp-status (the status Lease)",
@@ -124,6 +124,62 @@ pub fn render_rbac_yaml(name: &str, namespace: &str, group: &str) -> String {
     push_document(&mut out, &role);
     push_document(&mut out, &role_binding);
     out
+}
+
+/// The namespace the shipped operator manifests install into.
+pub const OPERATOR_NAMESPACE: &str = "vmcp-system";
+
+/// The operator's ServiceAccount, ClusterRole and ClusterRoleBinding (it
+/// watches every namespace) as one YAML stream: `deploy/operator/rbac.yaml`.
+pub fn render_operator_rbac_yaml(namespace: &str) -> String {
+    let mut out = header(&operator_notes(
+        namespace,
+        "a ClusterRole and ClusterRoleBinding",
+    ));
+    push_document(&mut out, &crate::rbac::operator_service_account(namespace));
+    push_document(&mut out, &crate::rbac::operator_cluster_role());
+    push_document(
+        &mut out,
+        &crate::rbac::operator_cluster_role_binding(namespace),
+    );
+    out
+}
+
+/// The namespaced variant (`vmcp-operator --namespace <namespace>`): the
+/// same rules in a Role and RoleBinding of `namespace`:
+/// `deploy/operator/rbac-namespaced.yaml`.
+pub fn render_operator_namespaced_rbac_yaml(namespace: &str) -> String {
+    let mut out = header(&operator_notes(
+        namespace,
+        "a Role and RoleBinding (run the operator with --namespace <namespace>)",
+    ));
+    push_document(&mut out, &crate::rbac::operator_service_account(namespace));
+    push_document(&mut out, &crate::rbac::operator_role(namespace));
+    push_document(&mut out, &crate::rbac::operator_role_binding(namespace));
+    out
+}
+
+fn operator_notes(namespace: &str, shape: &str) -> Vec<String> {
+    [
+        format!(
+            "Least-privilege RBAC of vmcp-operator: its ServiceAccount in `{namespace}`, {shape}."
+        ),
+        "The rules, in order (crates/vmcp-crd/src/rbac.rs, operator_rules, explains each):"
+            .to_string(),
+        " 1. virtualmcpservers get/list/watch;  2. virtualmcpservers/status get/patch/update;"
+            .to_string(),
+        " 3. mcpgroups get/list/watch;  4. mcpgroups/status get/patch;".to_string(),
+        " 5. mcpservers, mcpserverentries get/list/watch;".to_string(),
+        " 6. serviceaccounts, services, configmaps get/list/watch/create/patch (no delete);"
+            .to_string(),
+        " 7. secrets get only (referenced Secrets are hashed into the pod template);".to_string(),
+        " 8. deployments, 9. roles, rolebindings as 6;  10., 11. events create/patch;".to_string(),
+        " 12. leases get/create/update/patch (leader election).".to_string(),
+        "It holds every permission of the runtime Role it creates (Kubernetes requires that);"
+            .to_string(),
+        "it has no escalate, bind, delete or wildcard.".to_string(),
+    ]
+    .to_vec()
 }
 
 fn header(notes: &[String]) -> String {

@@ -69,6 +69,12 @@ use crate::workload::{ServiceType, SessionAffinity, SessionStorage};
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type=='Ready')].status"
+    ),
+    printcolumn(
+        name = "Reporting",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type=='RuntimeReporting')].status",
+        description = "Whether the runtime reports its status (the operator's RuntimeReporting condition)"
     )
 )]
 #[serde(rename_all = "camelCase")]

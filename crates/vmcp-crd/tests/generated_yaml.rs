@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use vmcp_crd::render::{UPDATE_COMMAND, crd_file_name, render_crd_yaml, render_rbac_yaml};
+use vmcp_crd::render::{
+    OPERATOR_NAMESPACE, UPDATE_COMMAND, crd_file_name, render_crd_yaml,
+    render_operator_namespaced_rbac_yaml, render_operator_rbac_yaml, render_rbac_yaml,
+};
 use vmcp_crd::{crds, rbac, render_yaml};
 
 /// The example the committed RBAC file is rendered for.
@@ -62,6 +65,46 @@ fn committed_rbac_is_current() {
     .into_iter()
     .collect();
     assert_current("deploy/rbac", stale);
+}
+
+#[test]
+fn committed_operator_rbac_is_current() {
+    let stale = [
+        check_file(
+            "deploy/operator/rbac.yaml",
+            &render_operator_rbac_yaml(OPERATOR_NAMESPACE),
+        ),
+        check_file(
+            "deploy/operator/rbac-namespaced.yaml",
+            &render_operator_namespaced_rbac_yaml(OPERATOR_NAMESPACE),
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    assert_current("deploy/operator", stale);
+}
+
+#[test]
+fn operator_rbac_files_parse_back_to_the_builders_output() {
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&render_operator_rbac_yaml("ns")).expect("parses");
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]
+    );
+    let role: k8s_openapi::api::rbac::v1::ClusterRole =
+        serde_json::from_value(docs[1].clone()).expect("ClusterRole");
+    assert_eq!(role, rbac::operator_cluster_role());
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&render_operator_namespaced_rbac_yaml("ns")).expect("parses");
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, ["ServiceAccount", "Role", "RoleBinding"]);
+    assert_eq!(
+        docs[1]["rules"],
+        serde_json::to_value(rbac::operator_rules()).expect("rules")
+    );
 }
 
 #[test]

@@ -113,9 +113,17 @@ pub fn staleness(writer: &WriterInfo, now: Timestamp, host: &dyn HostProbe) -> O
     if writer.heartbeat_seconds == 0 {
         return None;
     }
-    let limit = Duration::from_secs(writer.heartbeat_seconds.saturating_mul(2)) + STALE_GRACE;
+    let limit = report_deadline(Duration::from_secs(writer.heartbeat_seconds));
     let age = age(writer.written_at, now);
     (age > limit).then_some(StaleReason::Outdated { age, limit })
+}
+
+/// How old a report may get before it counts as stale, for a writer with
+/// `heartbeat`: twice the heartbeat plus [`STALE_GRACE`]. The same bound
+/// serves `vmcp status` (state files) and the operator (the
+/// `RuntimeReporting` condition of a `VirtualMCPServer`).
+pub fn report_deadline(heartbeat: Duration) -> Duration {
+    heartbeat.saturating_mul(2) + STALE_GRACE
 }
 
 /// Time from `then` to `now`; zero when `then` is in the future.

@@ -1,0 +1,182 @@
+//! The runtime configuration rendered from a `VirtualMCPServer`, and its
+//! validation (the same as `vmcp validate`).
+//!
+//! `spec.config` holds the fields of the vmcp configuration file; the
+//! operator adds what the object itself decides: `name` (the object's name
+//! unless `spec.config.name` says otherwise), `groupRef` (always
+//! `spec.groupRef.name`) and the Service's names in
+//! `server.allowedHosts`, so clients inside the cluster pass the `Host`
+//! check.
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use vmcp_config::{ConfigError, HumanDuration};
+
+use crate::names::service_name;
+
+/// The rendered configuration of one gateway.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderedConfig {
+    /// The `config.yaml` the ConfigMap holds.
+    pub yaml: String,
+    /// The loaded configuration, when it is valid.
+    pub parsed: Option<vmcp_config::Config>,
+    /// Every problem, as `spec.config.<path>: <message>`; empty when valid.
+    pub issues: Vec<String>,
+}
+
+impl RenderedConfig {
+    /// Whether `vmcp validate` would accept it.
+    pub fn is_valid(&self) -> bool {
+        self.issues.is_empty()
+    }
+
+    /// The heartbeat of the runtime's status reports
+    /// (`operational.failureHandling.statusReportingInterval`), the default
+    /// when the configuration is invalid.
+    pub fn status_reporting_interval(&self) -> std::time::Duration {
+        self.parsed.as_ref().map_or_else(
+            || {
+                vmcp_config::FailureHandling::default()
+                    .status_reporting_interval
+                    .0
+            },
+            |config| {
+                let HumanDuration(interval) = config
+                    .operational
+                    .failure_handling
+                    .status_reporting_interval;
+                interval
+            },
+        )
+    }
+}
+
+/// The inputs of the configuration: the object's identity and spec parts.
+#[derive(Clone, Debug)]
+pub struct ConfigInputs<'a> {
+    /// The `VirtualMCPServer`'s name.
+    pub name: &'a str,
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// `spec.groupRef.name`.
+    pub group: &'a str,
+    /// `spec.config`, as written.
+    pub config: Option<&'a Value>,
+    /// The cluster DNS domain.
+    pub cluster_domain: &'a str,
+    /// The Service's ClusterIP, once known (clients may use it as `Host`).
+    pub cluster_ip: Option<&'a str>,
+}
+
+/// The `Host` names of the gateway's Service, short to fully qualified.
+pub fn service_hosts(name: &str, namespace: &str, cluster_domain: &str) -> Vec<String> {
+    let service = service_name(name);
+    vec![
+        service.clone(),
+        format!("{service}.{namespace}"),
+        format!("{service}.{namespace}.svc"),
+        format!("{service}.{namespace}.svc.{cluster_domain}"),
+    ]
+}
+
+/// Renders and validates the configuration.
+pub fn render_config(inputs: &ConfigInputs<'_>) -> RenderedConfig {
+    let mut issues = Vec::new();
+    let mut root = match inputs.config {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => {
+            issues.push("spec.config: must be an object".to_string());
+            Map::new()
+        }
+    };
+    root.entry("name")
+        .or_insert_with(|| Value::String(inputs.name.to_string()));
+    root.insert(
+        "groupRef".to_string(),
+        Value::String(inputs.group.to_string()),
+    );
+    add_allowed_hosts(&mut root, inputs);
+    let value = Value::Object(root);
+    // JSON data always serializes to YAML.
+    let yaml = serde_saphyr::to_string(&value).unwrap_or_default();
+    let parsed = if issues.is_empty() {
+        match vmcp_config::load_str(&yaml, "spec.config") {
+            Ok(config) => Some(config),
+            Err(error) => {
+                issues.extend(describe(&error));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    RenderedConfig {
+        yaml,
+        parsed,
+        issues,
+    }
+}
+
+fn add_allowed_hosts(root: &mut Map<String, Value>, inputs: &ConfigInputs<'_>) {
+    let server = root
+        .entry("server")
+        .or_insert_with(|| Value::Object(Map::new()));
+    // A non-object `server` is left for validation to report.
+    let Value::Object(server) = server else {
+        return;
+    };
+    let hosts = server
+        .entry("allowedHosts")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    let Value::Array(hosts) = hosts else {
+        return;
+    };
+    let mut wanted = service_hosts(inputs.name, inputs.namespace, inputs.cluster_domain);
+    wanted.extend(inputs.cluster_ip.map(str::to_string));
+    for host in wanted {
+        let host = Value::String(host);
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+}
+
+/// The problems of a configuration that did not load, with field paths
+/// under `spec.config` (line numbers of the rendered file mean nothing to
+/// the author of the object, so they are left out).
+fn describe(error: &ConfigError) -> Vec<String> {
+    match error {
+        ConfigError::Invalid { issues, .. } => issues
+            .iter()
+            .map(|issue| {
+                if issue.path.0.is_empty() {
+                    format!("spec.config: {}", issue.message)
+                } else {
+                    format!("spec.config.{}: {}", issue.path, issue.message)
+                }
+            })
+            .collect(),
+        ConfigError::Syntax { message, .. } => vec![format!("spec.config: {message}")],
+        ConfigError::Io { .. } => vec!["spec.config: cannot be read".to_string()],
+    }
+}
+
+/// A short hex digest of `parts`, each length-prefixed so that no two
+/// different lists hash alike.
+pub fn digest<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    let bytes = hasher.finalize();
+    let mut out = String::with_capacity(32);
+    for byte in bytes.iter().take(16) {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}

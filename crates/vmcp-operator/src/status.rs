@@ -1,0 +1,137 @@
+//! What the operator writes into `status`, and whether it must.
+//!
+//! The operator applies `status` under its own field manager with only its
+//! fields: `url` and its conditions (`crate::conditions::types::ALL`). The
+//! runtime's fields (`phase`, `message`, `discoveredBackends`,
+//! `backendCount`, `observedGeneration`, `timestamp`) and conditions
+//! (`Ready`, `BackendsDiscovered`, `Degraded`) are never sent, so server-side
+//! apply leaves them to the runtime.
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use vmcp_crd::{Condition, ConditionStatus, MCPGroupPhase, MCPGroupStatus, VirtualMCPServerStatus};
+
+use crate::conditions::holds;
+
+/// The `status` fields of a `VirtualMCPServer` that the operator owns.
+pub const OPERATOR_STATUS_FIELDS: [&str; 2] = ["url", "conditions"];
+
+/// The operator's part of a `VirtualMCPServer`'s status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OperatorStatus {
+    /// `status.url`.
+    pub url: String,
+    /// The operator's conditions, settled.
+    pub conditions: Vec<Condition>,
+}
+
+impl OperatorStatus {
+    /// Whether `current` already holds this: same `url`, each condition
+    /// present field for field. Then no write is needed.
+    pub fn is_held_by(&self, current: Option<&VirtualMCPServerStatus>) -> bool {
+        let Some(current) = current else {
+            return false;
+        };
+        current.url.as_deref() == Some(self.url.as_str())
+            && holds(
+                current.conditions.as_deref().unwrap_or_default(),
+                &self.conditions,
+            )
+    }
+
+    /// The apply configuration for the `status` subresource of
+    /// `namespace/name`.
+    pub fn apply_body(&self, name: &str, namespace: &str) -> Value {
+        json!({
+            "apiVersion": vmcp_crd::API_VERSION,
+            "kind": "VirtualMCPServer",
+            "metadata": { "name": name, "namespace": namespace },
+            "status": { "url": self.url, "conditions": self.conditions },
+        })
+    }
+}
+
+/// Condition types of an `MCPGroup`'s status.
+pub mod group_types {
+    /// The members are listed.
+    pub const READY: &str = "Ready";
+    /// The printer column `Checked` of the reference.
+    pub const SERVERS_CHECKED: &str = "MCPServersChecked";
+}
+
+/// Reason of both group conditions.
+pub const MEMBERS_LISTED: &str = "MembersListed";
+
+/// The status of an `MCPGroup` with these members (names in any order),
+/// keeping transition times from `previous`.
+pub fn group_status(
+    mut servers: Vec<String>,
+    mut entries: Vec<String>,
+    generation: i64,
+    previous: Option<&MCPGroupStatus>,
+    now: Timestamp,
+) -> MCPGroupStatus {
+    servers.sort();
+    servers.dedup();
+    entries.sort();
+    entries.dedup();
+    let message = format!(
+        "{} MCPServer(s), {} MCPServerEntry(ies)",
+        servers.len(),
+        entries.len()
+    );
+    let previous_conditions = previous
+        .and_then(|p| p.conditions.as_deref())
+        .unwrap_or_default();
+    let conditions = [group_types::READY, group_types::SERVERS_CHECKED]
+        .iter()
+        .map(|type_| {
+            let last = previous_conditions
+                .iter()
+                .find(|c| c.type_ == *type_ && c.status == ConditionStatus::True)
+                .map_or_else(|| now.to_string(), |c| c.last_transition_time.clone());
+            Condition {
+                type_: (*type_).to_string(),
+                status: ConditionStatus::True,
+                reason: MEMBERS_LISTED.to_string(),
+                message: message.clone(),
+                last_transition_time: last,
+                observed_generation: Some(generation),
+            }
+        })
+        .collect();
+    MCPGroupStatus {
+        observed_generation: Some(generation),
+        phase: Some(MCPGroupPhase::Ready),
+        server_count: Some(i32::try_from(servers.len()).unwrap_or(i32::MAX)),
+        servers: Some(servers),
+        entry_count: Some(i32::try_from(entries.len()).unwrap_or(i32::MAX)),
+        entries: Some(entries),
+        remote_proxies: None,
+        remote_proxy_count: None,
+        conditions: Some(conditions),
+    }
+}
+
+/// Whether `current` already equals `desired` in every field the operator
+/// sends (membership lists compared as sets).
+pub fn group_status_held(current: Option<&MCPGroupStatus>, desired: &MCPGroupStatus) -> bool {
+    let Some(current) = current else {
+        return false;
+    };
+    let sorted = |list: &Option<Vec<String>>| {
+        let mut list = list.clone().unwrap_or_default();
+        list.sort();
+        list
+    };
+    current.observed_generation == desired.observed_generation
+        && current.phase == desired.phase
+        && sorted(&current.servers) == sorted(&desired.servers)
+        && current.server_count == desired.server_count
+        && sorted(&current.entries) == sorted(&desired.entries)
+        && current.entry_count == desired.entry_count
+        && holds(
+            current.conditions.as_deref().unwrap_or_default(),
+            desired.conditions.as_deref().unwrap_or_default(),
+        )
+}
