@@ -50,6 +50,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "node: needs the single-node cluster of `scripts/kube-test-env.sh start --node` (kubelet, containerd; "
         "root); added automatically to tests using the node fixtures; run alone with -m node",
     )
+    config.addinivalue_line(
+        "markers",
+        "runs_last: stops and restarts a shared test environment; collected after every other test",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -60,6 +64,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.kube)
         if NODE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.node)
+    # Tests that stop and restart a shared environment go after every other test (its clients
+    # held by session fixtures point at the old ports afterwards). Stable: order kept otherwise.
+    items[:] = sorted(items, key=lambda item: item.get_closest_marker("runs_last") is not None)
 
 
 @pytest.fixture(scope="session", autouse=True)

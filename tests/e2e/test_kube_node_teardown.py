@@ -2,8 +2,9 @@
 
 Stops the session's node (with a pod running on it), checks what the kubelet, containerd, CNI
 and kube-proxy had changed on the host, and starts it again (re-importing the test images) so
-that tests collected after this one find it running. The file name sorts after
-test_kube_node.py, so in a whole run it goes last among the node tests.
+that tests collected after this one find it running. Marked `runs_last` (tests/e2e/conftest.py
+moves it after every other test): the session's clients of the node's API server point at the
+ports of the environment it stopped.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from kube import Kube, KubeEnv, condition, pod_path
+
+pytestmark = pytest.mark.runs_last
 
 # What the kubelet (and kube-proxy, and the CNI bridge plugin) change, per REAL-NODE facts.
 SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops", "net/ipv4/ip_forward")
