@@ -11,6 +11,8 @@
 //! The operator owns the object's spec, `status.url` and the infrastructure
 //! conditions; see `docs/status.md` for the split.
 
+use std::time::Duration;
+
 pub mod api_error;
 pub mod discovery;
 pub mod events;
@@ -37,13 +39,42 @@ pub enum ConnectError {
     Client(#[source] kube::Error),
 }
 
-/// A client from the environment: in-cluster service account, else
-/// `KUBECONFIG` / `~/.kube/config`. Requests time out, so a hung API server
-/// never blocks a writer forever.
-pub async fn connect() -> Result<kube::Client, ConnectError> {
+/// Longest wait for an answer to a request (status writes, Lease renewals,
+/// Events), so a hung API server never blocks a writer forever.
+const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Longest silence on a watch: above the 290 s after which kube-rs' watcher
+/// asks the API server to end each watch (bookmarks come more often). With
+/// the request timeout, an idle watch was cut every 15 s and re-established,
+/// with a warning each time.
+const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(295);
+
+/// Longest wait for a connection to the API server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest wait to send a request.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The runtime's two clients of one API server (same credentials).
+#[derive(Clone)]
+pub struct Clients {
+    /// For requests: answers within [`REQUEST_READ_TIMEOUT`].
+    pub requests: kube::Client,
+    /// For watches, which stay silent while nothing changes.
+    pub watches: kube::Client,
+}
+
+/// Clients from the environment: in-cluster service account, else
+/// `KUBECONFIG` / `~/.kube/config`.
+pub async fn connect() -> Result<Clients, ConnectError> {
     let mut config = kube::Config::infer().await.map_err(ConnectError::Config)?;
-    config.connect_timeout = Some(std::time::Duration::from_secs(5));
-    config.read_timeout = Some(std::time::Duration::from_secs(15));
-    config.write_timeout = Some(std::time::Duration::from_secs(15));
-    kube::Client::try_from(config).map_err(ConnectError::Client)
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.write_timeout = Some(WRITE_TIMEOUT);
+    let mut watches = config.clone();
+    config.read_timeout = Some(REQUEST_READ_TIMEOUT);
+    watches.read_timeout = Some(WATCH_READ_TIMEOUT);
+    Ok(Clients {
+        requests: kube::Client::try_from(config).map_err(ConnectError::Client)?,
+        watches: kube::Client::try_from(watches).map_err(ConnectError::Client)?,
+    })
 }

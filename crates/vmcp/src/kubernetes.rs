@@ -19,7 +19,8 @@ pub struct KubernetesMode {
     pub reporter: KubernetesReporter,
     /// The status Lease, released after the final status write.
     pub lease: LeaseHandle,
-    client: kube::Client,
+    /// For the discovery watches.
+    watch_client: kube::Client,
     target: KubernetesTarget,
 }
 
@@ -43,7 +44,8 @@ impl KubernetesMode {
         target: KubernetesTarget,
         lease_duration: Duration,
     ) -> Result<Self, vmcp_kube::ConnectError> {
-        let client = vmcp_kube::connect().await?;
+        let clients = vmcp_kube::connect().await?;
+        let client = clients.requests;
         let identity = identity();
         let lease = LeaseElector::start(
             client.clone(),
@@ -69,7 +71,7 @@ impl KubernetesMode {
         Ok(Self {
             reporter,
             lease,
-            client,
+            watch_client: clients.watches,
             target,
         })
     }
@@ -78,7 +80,7 @@ impl KubernetesMode {
     /// to the configured ones plus the discovered ones.
     pub fn discover(&self, group: String, gateway: Arc<Gateway>, stop: CancellationToken) {
         let discovered = vmcp_kube::discovery::start(
-            self.client.clone(),
+            self.watch_client.clone(),
             DiscoveryOptions {
                 namespace: self.target.namespace.clone(),
                 group: group.clone(),
