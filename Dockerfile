@@ -10,7 +10,8 @@
 # the non-root user 65532, no shell. vmcp listens on loopback unless told otherwise: in a pod,
 # run `vmcp serve --config ... --host 0.0.0.0`.
 
-ARG RUST_VERSION=1.88
+# The workspace's rust-version (Cargo.toml); older toolchains refuse to build it.
+ARG RUST_VERSION=1.89
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 COPY . .
