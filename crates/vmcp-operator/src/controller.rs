@@ -52,6 +52,9 @@ pub const RETRY: Duration = Duration::from_secs(5);
 pub const CONCURRENCY: u16 = 8;
 /// Longest delay between retries of an object that keeps failing.
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
+/// Objects whose consecutive failures are counted at most (the bound of
+/// the backoff table).
+const MAX_TRACKED_FAILURES: usize = 4096;
 
 /// The delay before retry number `failures` (1 for the first) of one
 /// object: [`RETRY`] doubled at each failure, at most [`RETRY_MAX`], so a
@@ -120,6 +123,15 @@ impl Context {
     /// Counts a failure of `key`; the delay before its retry.
     fn failed(&self, key: String) -> Duration {
         let count = self.failures.lock().map_or(1, |mut map| {
+            // An object deleted while failing never succeeds, so its entry
+            // would stay: past the bound, one entry makes room (that object
+            // merely restarts its backoff).
+            if map.len() >= MAX_TRACKED_FAILURES
+                && !map.contains_key(&key)
+                && let Some(evicted) = map.keys().next().cloned()
+            {
+                map.remove(&evicted);
+            }
             let count = map.entry(key).or_insert(0);
             *count = count.saturating_add(1);
             *count

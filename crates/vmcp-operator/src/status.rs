@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 use vmcp_crd::{Condition, ConditionStatus, MCPGroupPhase, MCPGroupStatus, VirtualMCPServerStatus};
 
-use crate::conditions::holds;
+use crate::conditions::{Computed, holds, settle};
 
 /// The `status` fields of a `VirtualMCPServer` that the operator owns.
 pub const OPERATOR_STATUS_FIELDS: [&str; 2] = ["url", "conditions"];
@@ -83,23 +83,16 @@ pub fn group_status(
     let previous_conditions = previous
         .and_then(|p| p.conditions.as_deref())
         .unwrap_or_default();
-    let conditions = [group_types::READY, group_types::SERVERS_CHECKED]
-        .iter()
-        .map(|type_| {
-            let last = previous_conditions
-                .iter()
-                .find(|c| c.type_ == *type_ && c.status == ConditionStatus::True)
-                .map_or_else(|| now.to_string(), |c| c.last_transition_time.clone());
-            Condition {
-                type_: (*type_).to_string(),
-                status: ConditionStatus::True,
-                reason: MEMBERS_LISTED.to_string(),
-                message: message.clone(),
-                last_transition_time: last,
-                observed_generation: Some(generation),
-            }
+    let computed: Vec<Computed> = [group_types::READY, group_types::SERVERS_CHECKED]
+        .into_iter()
+        .map(|type_| Computed {
+            type_,
+            status: ConditionStatus::True,
+            reason: MEMBERS_LISTED,
+            message: message.clone(),
         })
         .collect();
+    let conditions = settle(previous_conditions, &computed, generation, now);
     MCPGroupStatus {
         observed_generation: Some(generation),
         phase: Some(MCPGroupPhase::Ready),
