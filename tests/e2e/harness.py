@@ -73,7 +73,10 @@ EVERYTHING_CORE_TOOLS = frozenset(
 EVERYTHING_PROMPTS = frozenset({"simple-prompt", "args-prompt", "completable-prompt", "resource-prompt"})
 EVERYTHING_DOCS = ("architecture.md", "extension.md", "features.md", "how-it-works.md", "instructions.md", "startup.md", "structure.md")
 EVERYTHING_TEMPLATES = frozenset({"demo://resource/dynamic/text/{resourceId}", "demo://resource/dynamic/blob/{resourceId}"})
-PY_TOOLS = frozenset({"echo", "add", "whoami", "slow", "fail", "stats", "toggle_extra"})
+PY_TOOLS = frozenset(
+    {"echo", "add", "whoami", "slow", "fail", "stats", "toggle_extra"}
+    | {"ask_llm", "ask_user", "my_roots", "log_all", "touch", "upstream_state"}
+)
 PY_PROMPTS = frozenset({"greet"})
 PY_TEMPLATE = "py://items/{item_id}"
 

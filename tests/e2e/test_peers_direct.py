@@ -94,7 +94,7 @@ async def test_py_backend_catalogue_and_calls(peers: Launcher, transport: str, s
             assert len(progress) >= 2 and progress == sorted(progress)
 
         uris = {str(r.uri) for r in (await client.list_resources()).resources}
-        assert uris == {"py://pyx/info", "py://shared/owner"}
+        assert uris == {"py://pyx/info", "py://shared/owner", "py://pyx/watched"}
         info = await client.read_resource("py://pyx/info")
         assert info.contents[0].text == f"backend pyx over {transport}"
         owner = await client.read_resource("py://shared/owner")

@@ -20,6 +20,19 @@ Catalogue (NAME is --name):
                                          instance; its text is NAME)
   templates  py://items/{item_id}        -> "item <id> from NAME"
   prompts    greet(name)
+
+  Towards the client (relayed by vmcp to the session whose call caused them):
+  tools      ask_llm(prompt) -> the client's sampling answer, as "model: text"
+             ask_user(question) -> the client's elicitation answer, "action: answer"
+             my_roots() -> the client's roots (roots/list, sent the SDK's way:
+                           on the standalone stream), as JSON
+             log_all(tag) -> sends debug, info, warning and error log messages
+                             whose data is "<level> <tag>"
+             touch() -> notifications/resources/updated for py://NAME/watched
+             upstream_state() -> JSON: log levels set on this backend and the
+                                 URIs subscribed now
+  resources  py://NAME/watched (subscribable: resources/subscribe and
+                                unsubscribe are served)
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ import anyio
 import mcp_types as types
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel
 
 LOOPBACK = "127.0.0.1"
 PROGRESS_INTERVAL = 0.1
@@ -136,6 +150,79 @@ def build_server(name: str, transport: str) -> MCPServer:
     def item(item_id: str) -> str:
         """An item by id, stamped with the backend name."""
         return f"item {item_id} from {name}"
+
+    @server.tool()
+    async def ask_llm(prompt: str, ctx: Context) -> str:
+        """Ask the client's model (sampling/createMessage) and return its answer."""
+        result = await ctx.session.create_message(
+            messages=[types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))],
+            max_tokens=50,
+            related_request_id=ctx.request_id,
+        )
+        content = result.content
+        text = content.text if isinstance(content, types.TextContent) else str(content)
+        return f"{result.model}: {text}"
+
+    class Answer(BaseModel):
+        answer: str
+
+    @server.tool()
+    async def ask_user(question: str, ctx: Context) -> str:
+        """Ask the client's user (elicitation/create, form mode)."""
+        result = await ctx.elicit(question, Answer)
+        data = result.data.answer if result.action == "accept" and result.data else ""
+        return f"{result.action}: {data}"
+
+    @server.tool()
+    async def my_roots(ctx: Context) -> str:
+        """The client's roots (roots/list)."""
+        result = await ctx.session.list_roots()
+        return json.dumps([str(root.uri) for root in result.roots])
+
+    @server.tool()
+    async def log_all(tag: str, ctx: Context) -> str:
+        """Log one message at each of debug, info, warning and error."""
+        for level in ("debug", "info", "warning", "error"):
+            await ctx.log(level, f"{level} {tag}", logger_name="tool")
+        return "logged"
+
+    watched = f"py://{name}/watched"
+    upstream = {"levels": [], "subscribed": []}
+
+    @server.tool()
+    async def touch(ctx: Context) -> str:
+        """Announce that py://NAME/watched changed."""
+        await ctx.session.send_resource_updated(watched)
+        return "touched"
+
+    @server.tool()
+    def upstream_state() -> str:
+        """Log levels set on this backend, and the URIs subscribed now."""
+        return json.dumps(upstream, sort_keys=True)
+
+    @server.resource(watched, mime_type="text/plain")
+    def watched_resource() -> str:
+        """A resource clients can subscribe to; touch() announces updates."""
+        return f"watched on {name}"
+
+    async def on_subscribe(_ctx, params: types.SubscribeRequestParams) -> types.EmptyResult:
+        if str(params.uri) not in upstream["subscribed"]:
+            upstream["subscribed"].append(str(params.uri))
+        return types.EmptyResult()
+
+    async def on_unsubscribe(_ctx, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        if str(params.uri) in upstream["subscribed"]:
+            upstream["subscribed"].remove(str(params.uri))
+        return types.EmptyResult()
+
+    async def on_set_level(_ctx, params: types.SetLevelRequestParams) -> types.EmptyResult:
+        upstream["levels"].append(params.level)
+        return types.EmptyResult()
+
+    lowlevel = server._lowlevel_server  # noqa: SLF001 - the SDK's documented handler registry
+    lowlevel.add_request_handler("resources/subscribe", types.SubscribeRequestParams, on_subscribe)
+    lowlevel.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, on_unsubscribe)
+    lowlevel.add_request_handler("logging/setLevel", types.SetLevelRequestParams, on_set_level)
 
     backend = name  # the prompt's own argument is called `name`
 

@@ -1,5 +1,6 @@
 //! Sending one downstream request to its backend: the backend's timeout,
-//! cancellation both ways, progress routing, `_meta` passed through, and
+//! cancellation both ways, routes back to the client (progress, server
+//! requests), `_meta` passed through, and
 //! errors that name the backend but never its address.
 
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use vmcp_domain::health::FailureKind;
 use vmcp_status::CallOutcome;
 
 use crate::backend::{Backend, ConnectionState};
-use crate::progress::ProgressRoutes;
+use crate::routes::{CallRoutes, Caller};
+use crate::sessions::session_id;
 
 /// JSON-RPC code for a backend that did not answer in time (as in the MCP SDKs).
 pub const REQUEST_TIMEOUT: ErrorCode = ErrorCode(-32001);
@@ -133,11 +135,11 @@ pub async fn forward(
     backend: &Backend,
     request: ClientRequest,
     context: &RequestContext<RoleServer>,
-    progress: &Arc<ProgressRoutes>,
+    routes: &Arc<CallRoutes>,
 ) -> Result<ServerResult, ForwardError> {
     let method = method_name(&request);
     let started = tokio::time::Instant::now();
-    let result = forward_checked(backend, request, context, progress).await;
+    let result = forward_checked(backend, request, context, routes).await;
     if let Some(metrics) = backend.metrics() {
         let outcome = match &result {
             Ok(_) => CallOutcome::Ok,
@@ -168,7 +170,7 @@ async fn forward_checked(
     backend: &Backend,
     request: ClientRequest,
     context: &RequestContext<RoleServer>,
-    progress: &Arc<ProgressRoutes>,
+    routes: &Arc<CallRoutes>,
 ) -> Result<ServerResult, ForwardError> {
     // Within `unhealthyGracePeriod` an unhealthy backend is still listed:
     // its calls fail fast instead of waiting on it.
@@ -189,7 +191,7 @@ async fn forward_checked(
             retry_in,
         });
     }
-    let result = send(backend, request, context, progress).await;
+    let result = send(backend, request, context, routes).await;
     match &result {
         Ok(_) | Err(ForwardError::Backend(_)) => {
             backend.observe(|health| health.call_succeeded());
@@ -218,7 +220,7 @@ async fn send(
     backend: &Backend,
     request: ClientRequest,
     context: &RequestContext<RoleServer>,
-    progress: &Arc<ProgressRoutes>,
+    routes: &Arc<CallRoutes>,
 ) -> Result<ServerResult, ForwardError> {
     let name = backend.name();
     let Some(peer) = backend.peer() else {
@@ -235,6 +237,7 @@ async fn send(
     // gives the upstream request its own, which we map back below.
     let mut meta = context.meta.clone();
     let downstream_token = meta.get_progress_token();
+    let wants_progress = downstream_token.is_some();
     meta.0.0.remove("progressToken");
     let options = PeerRequestOptions::no_options().with_meta(meta);
     let timeout = backend.call_timeout();
@@ -251,15 +254,18 @@ async fn send(
         },
         _ = context.ct.cancelled() => return Err(ForwardError::Cancelled),
     };
-    let _progress = downstream_token.map(|token| {
-        progress.register(
-            name.into(),
-            handle.progress_token.clone(),
-            context.peer.clone(),
-            token,
-        )
-    });
-
+    // Until the answer, what the backend sends for this request (progress,
+    // sampling, elicitation, roots) goes to this client.
+    let _route = routes.register(
+        name.into(),
+        handle.id.clone(),
+        Caller {
+            peer: context.peer.clone(),
+            request_id: context.id.clone(),
+            session: session_id(&context.extensions),
+        },
+        downstream_token.map(|token| (handle.progress_token.clone(), token)),
+    );
     enum Outcome {
         Answered(
             Box<Result<Result<ServerResult, ServiceError>, tokio::sync::oneshot::error::RecvError>>,
@@ -274,7 +280,7 @@ async fn send(
         },
         _ = context.ct.cancelled() => Outcome::Cancelled,
     };
-    if _progress.is_some() && matches!(outcome, Outcome::Answered(_)) {
+    if wants_progress && matches!(outcome, Outcome::Answered(_)) {
         // rmcp hands progress to spawned tasks but the answer straight to us:
         // let already-queued progress go out before the answer does.
         for _ in 0..4 {

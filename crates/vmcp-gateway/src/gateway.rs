@@ -18,8 +18,9 @@ use crate::backend::health::Policies;
 use crate::backend::supervisor::{Liveness, Supervisor};
 use crate::backend::{Backend, BackendCapabilities, BackendId, BackendSpec, GatewayEvent};
 use crate::catalogue::{self, Catalogue};
-use crate::progress::ProgressRoutes;
 use crate::registry::{self, Registry, Step};
+use crate::relay::Downstream;
+use crate::routes::CallRoutes;
 use crate::sessions::Sessions;
 
 /// How to start a gateway.
@@ -79,9 +80,9 @@ pub struct Gateway {
     catalogue: ArcSwap<Catalogue>,
     known: ArcSwap<Catalogue>,
     /// Connected client sessions.
-    pub sessions: Sessions,
-    /// Progress routes of forwarded requests.
-    pub progress: Arc<ProgressRoutes>,
+    pub sessions: Arc<Sessions>,
+    /// Forwarded requests in flight, for what backends send back.
+    pub routes: Arc<CallRoutes>,
     ready: watch::Sender<bool>,
     /// Whether the backend list is complete enough to become ready: always
     /// in CLI mode, after the first `set_backends` in discovery mode.
@@ -130,13 +131,13 @@ impl Launcher {
         &mut self,
         backend: &Arc<Backend>,
         shutdown: &CancellationToken,
-        progress: &Arc<ProgressRoutes>,
+        downstream: Downstream,
     ) {
         let cancel = shutdown.child_token();
         let supervisor = Supervisor {
             backend: backend.clone(),
             http: self.http.clone(),
-            progress: progress.clone(),
+            downstream,
             updates: self.updates.clone(),
             liveness: self.liveness,
             shutdown: cancel.clone(),
@@ -187,8 +188,8 @@ impl Gateway {
             registry: ArcSwap::from_pointee(Registry::default()),
             catalogue: ArcSwap::from_pointee(Catalogue::default()),
             known: ArcSwap::from_pointee(Catalogue::default()),
-            sessions: Sessions::new(config.server.max_sessions as usize),
-            progress: Arc::new(ProgressRoutes::default()),
+            sessions: Arc::new(Sessions::new(config.server.max_sessions as usize)),
+            routes: Arc::new(CallRoutes::default()),
             ready: watch::Sender::new(false),
             discovered: AtomicBool::new(!options.discovery),
             generation: options.generation,
@@ -309,7 +310,7 @@ impl Gateway {
             launcher.stop(backend);
         }
         for backend in &started {
-            launcher.spawn(backend, &self.shutdown, &self.progress);
+            launcher.spawn(backend, &self.shutdown, self.downstream());
         }
         drop(launcher);
         tracing::info!(
@@ -327,6 +328,77 @@ impl Gateway {
             .lock_launcher()
             .updates
             .send(GatewayEvent::RegistryChanged);
+    }
+
+    /// The downstream side, as backend connections see it.
+    pub fn downstream(&self) -> Downstream {
+        Downstream {
+            routes: self.routes.clone(),
+            sessions: self.sessions.clone(),
+        }
+    }
+
+    /// A client session finished initialization.
+    pub fn session_opened(
+        &self,
+        session_id: Option<&str>,
+        peer: rmcp::service::Peer<rmcp::service::RoleServer>,
+    ) {
+        let (_, released) = self.sessions.add(session_id, peer);
+        self.unsubscribe_upstream(released);
+    }
+
+    /// A client session ended: what only it was subscribed to is
+    /// unsubscribed upstream.
+    pub fn session_closed(&self, session_id: &str) {
+        let released = self.sessions.remove(session_id);
+        self.unsubscribe_upstream(released);
+    }
+
+    /// Sends `resources/unsubscribe` for each (backend, URI), in the background.
+    #[expect(
+        deprecated,
+        reason = "resources/unsubscribe is what pre-2026-07-28 backends speak"
+    )]
+    pub fn unsubscribe_upstream(&self, released: Vec<(Arc<str>, String)>) {
+        for (backend, uri) in released {
+            let Some(peer) = self.backend(&backend).and_then(|b| b.peer()) else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let params = rmcp::model::UnsubscribeRequestParams::new(uri);
+                if let Err(err) = peer.unsubscribe(params).await {
+                    tracing::debug!(backend = %backend, error = %err, "unsubscribe upstream failed");
+                }
+            });
+        }
+    }
+
+    /// Tells every connected backend that offers logging to log at `level`
+    /// (the most verbose level any session asked for), in the background.
+    #[expect(
+        deprecated,
+        reason = "logging is deprecated by SEP-2577 but still served"
+    )]
+    pub fn apply_log_level(&self, level: rmcp::model::LoggingLevel) {
+        for backend in self.backends().iter() {
+            let Some(peer) = backend.peer() else {
+                continue;
+            };
+            let offers = peer
+                .peer_info()
+                .is_some_and(|info| info.capabilities.logging.is_some());
+            if !offers {
+                continue;
+            }
+            let name = backend.name_arc().clone();
+            tokio::spawn(async move {
+                let params = rmcp::model::SetLevelRequestParams::new(level);
+                if let Err(err) = peer.set_level(params).await {
+                    tracing::debug!(backend = %name, error = %err, "logging/setLevel upstream failed");
+                }
+            });
+        }
     }
 
     /// The Prometheus instruments, if metrics are on.

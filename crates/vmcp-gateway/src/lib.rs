@@ -12,13 +12,16 @@
 //!           catalogue (pure merge + conflict resolution) ─► sessions get list_changed
 //!              │ routes
 //!              ▼
-//!           MCP server (/mcp) ─► forwarding (timeouts, cancellation, progress)
+//!           MCP server (/mcp) ─► forwarding (timeouts, cancellation) ◄─ relay (progress, logs, sampling…)
 //! ```
 //!
 //! - [`backend`]: clients for each upstream transport and their supervisors.
 //! - [`registry`]: which backends exist now, and how a new list is reconciled.
 //! - [`catalogue`]: the merged, conflict-resolved view of all backends (no I/O).
 //! - [`forward`]: sending one downstream request to its backend.
+//! - [`routes`], [`relay`]: what a backend sends back (progress, log messages,
+//!   resource updates, sampling/elicitation/roots) reaches the right client.
+//! - [`sessions`], [`subscriptions`]: the client sessions and what each asked for.
 //! - [`uri_template`]: linear-time matching of resource URIs to templates.
 //! - [`server`]: the downstream MCP handler and the HTTP surface.
 //! - [`gateway`]: wires the parts together and owns their lifecycle.
@@ -28,10 +31,12 @@ pub mod catalogue;
 pub mod forward;
 pub mod gateway;
 pub mod log_limit;
-pub mod progress;
 pub mod registry;
+pub mod relay;
+pub mod routes;
 pub mod server;
 pub mod sessions;
+pub mod subscriptions;
 pub mod uri_template;
 
 pub use gateway::{Gateway, GatewayOptions, RegistryChanges};

@@ -1,21 +1,40 @@
-//! Connected client sessions, so catalogue changes reach them as
-//! `notifications/*/list_changed`.
+//! Connected client sessions and what each asked of the gateway: catalogue
+//! changes reach them as `notifications/*/list_changed`, backend log
+//! messages at or above the level they set (`logging/setLevel`), resource
+//! updates for what they subscribed to, and `roots/list_changed` goes to the
+//! backends that asked them for roots.
 //!
 //! Bounded and pruned: a session is keyed by its `Mcp-Session-Id` and
 //! removed when rmcp closes it (idle expiry, `DELETE`, shutdown — see
 //! `server::session_limits`); peers whose transport closed are swept in
 //! amortised constant time per added session, and the table never holds
 //! more than its capacity (`server.maxSessions`).
+#![expect(
+    deprecated,
+    reason = "logging is deprecated by SEP-2577 but still served"
+)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use rmcp::model::{Extensions, LoggingLevel};
 use rmcp::service::{Peer, RoleServer};
 
 use crate::catalogue::ListChanges;
+use crate::server::session_limits::SESSION_ID_HEADER;
+use crate::subscriptions::{SubscribeError, Subscriptions, Upstream};
 
 /// Smallest table size at which closed peers are swept.
 const MIN_SWEEP: usize = 64;
+
+/// The `Mcp-Session-Id` of the HTTP request behind a handler call, if any.
+pub fn session_id(extensions: &Extensions) -> Option<Arc<str>> {
+    extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.headers.get(SESSION_ID_HEADER))
+        .and_then(|value| value.to_str().ok())
+        .map(Arc::from)
+}
 
 /// How a peer is known: its session id, or a number for peers that have
 /// none (sessions not served over Streamable HTTP).
@@ -25,11 +44,94 @@ enum Key {
     Anonymous(u64),
 }
 
+/// Severity rank of a log level: 0 (debug) … 7 (emergency).
+fn rank(level: LoggingLevel) -> usize {
+    match level {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
+
+const LEVELS: [LoggingLevel; 8] = [
+    LoggingLevel::Debug,
+    LoggingLevel::Info,
+    LoggingLevel::Notice,
+    LoggingLevel::Warning,
+    LoggingLevel::Error,
+    LoggingLevel::Critical,
+    LoggingLevel::Alert,
+    LoggingLevel::Emergency,
+];
+
+struct Entry {
+    peer: Peer<RoleServer>,
+    /// Set by `logging/setLevel`; without it the session gets no backend logs.
+    log_level: Option<LoggingLevel>,
+    /// Backends that asked this session for its roots.
+    roots_asked_by: Vec<Arc<str>>,
+}
+
 struct Table {
-    peers: HashMap<Key, Peer<RoleServer>>,
+    entries: HashMap<Key, Entry>,
     next_anonymous: u64,
     /// Sweep closed peers once the table reaches this size.
     sweep_at: usize,
+    /// How many sessions set each log level (index: [`rank`]).
+    level_counts: [usize; 8],
+    subscriptions: Subscriptions,
+}
+
+impl Table {
+    /// The most verbose level any session set.
+    fn upstream_level(&self) -> Option<LoggingLevel> {
+        self.level_counts
+            .iter()
+            .position(|&n| n > 0)
+            .map(|i| LEVELS[i])
+    }
+
+    /// Removes one session and everything it held; returns what to
+    /// unsubscribe upstream.
+    fn remove(&mut self, key: &Key) -> Vec<(Arc<str>, String)> {
+        let Some(entry) = self.entries.remove(key) else {
+            return Vec::new();
+        };
+        if let Some(level) = entry.log_level {
+            self.level_counts[rank(level)] -= 1;
+        }
+        match key {
+            Key::Session(id) => self.subscriptions.drop_session(id),
+            Key::Anonymous(_) => Vec::new(),
+        }
+    }
+
+    /// Drops sessions whose transport closed; returns what to unsubscribe upstream.
+    fn sweep(&mut self) -> Vec<(Arc<str>, String)> {
+        let closed: Vec<Key> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.peer.is_transport_closed())
+            .map(|(k, _)| k.clone())
+            .collect();
+        closed.iter().flat_map(|key| self.remove(key)).collect()
+    }
+}
+
+/// Why a per-session request was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The request came without `Mcp-Session-Id`, or for a session the table does not hold.
+    #[error("this request needs an initialized session (Mcp-Session-Id)")]
+    NoSession,
+    /// Too many subscriptions.
+    #[error(transparent)]
+    Subscribe(#[from] SubscribeError),
 }
 
 /// The live downstream sessions.
@@ -49,9 +151,11 @@ impl Sessions {
     pub fn new(capacity: usize) -> Self {
         Self {
             table: Mutex::new(Table {
-                peers: HashMap::new(),
+                entries: HashMap::new(),
                 next_anonymous: 0,
                 sweep_at: MIN_SWEEP,
+                level_counts: [0; 8],
+                subscriptions: Subscriptions::default(),
             }),
             capacity: capacity.max(1),
         }
@@ -59,13 +163,19 @@ impl Sessions {
 
     /// Adds a session that finished initialization; `session_id` is its
     /// `Mcp-Session-Id` when it has one. Returns false (and keeps nothing)
-    /// when the table is full of live sessions.
-    pub fn add(&self, session_id: Option<&str>, peer: Peer<RoleServer>) -> bool {
+    /// when the table is full of live sessions, and the (backend, URI)
+    /// subscriptions of swept sessions to release upstream.
+    pub fn add(
+        &self,
+        session_id: Option<&str>,
+        peer: Peer<RoleServer>,
+    ) -> (bool, Vec<(Arc<str>, String)>) {
         let mut table = self.lock();
-        if table.peers.len() >= table.sweep_at.min(self.capacity) {
-            table.peers.retain(|_, p| !p.is_transport_closed());
+        let mut released = Vec::new();
+        if table.entries.len() >= table.sweep_at.min(self.capacity) {
+            released = table.sweep();
             // Doubling keeps the sweeps amortised O(1) per added session.
-            table.sweep_at = (table.peers.len() * 2).max(MIN_SWEEP);
+            table.sweep_at = (table.entries.len() * 2).max(MIN_SWEEP);
         }
         let key = match session_id {
             Some(id) => Key::Session(id.into()),
@@ -74,34 +184,142 @@ impl Sessions {
                 Key::Anonymous(table.next_anonymous)
             }
         };
-        if table.peers.len() >= self.capacity && !table.peers.contains_key(&key) {
+        if table.entries.len() >= self.capacity && !table.entries.contains_key(&key) {
             tracing::warn!(
                 capacity = self.capacity,
                 "session table full; this session gets no list_changed notifications"
             );
-            return false;
+            return (false, released);
         }
-        table.peers.insert(key, peer);
-        true
+        released.extend(table.remove(&key));
+        table.entries.insert(
+            key,
+            Entry {
+                peer,
+                log_level: None,
+                roots_asked_by: Vec::new(),
+            },
+        );
+        (true, released)
     }
 
-    /// Forgets a session that rmcp closed.
-    pub fn remove(&self, session_id: &str) {
-        self.lock()
-            .peers
-            .remove(&Key::Session(Arc::from(session_id)));
+    /// Forgets a session that rmcp closed; returns the (backend, URI)
+    /// subscriptions nobody holds any more.
+    pub fn remove(&self, session_id: &str) -> Vec<(Arc<str>, String)> {
+        self.lock().remove(&Key::Session(Arc::from(session_id)))
     }
 
     /// Number of live sessions.
     pub fn len(&self) -> usize {
-        let mut table = self.lock();
-        table.peers.retain(|_, p| !p.is_transport_closed());
-        table.peers.len()
+        let table = self.lock();
+        table
+            .entries
+            .values()
+            .filter(|e| !e.peer.is_transport_closed())
+            .count()
     }
 
     /// Whether there is no live session.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Sets `session`'s log level; returns the new upstream level (the most
+    /// verbose any session set) when it changed.
+    pub fn set_log_level(
+        &self,
+        session: &Arc<str>,
+        level: LoggingLevel,
+    ) -> Result<Option<LoggingLevel>, SessionError> {
+        let mut table = self.lock();
+        let before = table.upstream_level();
+        let entry = table
+            .entries
+            .get_mut(&Key::Session(session.clone()))
+            .ok_or(SessionError::NoSession)?;
+        let old = entry.log_level.replace(level);
+        if let Some(old) = old {
+            table.level_counts[rank(old)] -= 1;
+        }
+        table.level_counts[rank(level)] += 1;
+        let after = table.upstream_level();
+        Ok((after != before).then_some(after).flatten())
+    }
+
+    /// The level backends should log at: the most verbose any session set.
+    pub fn upstream_log_level(&self) -> Option<LoggingLevel> {
+        self.lock().upstream_level()
+    }
+
+    /// The sessions that want a log message of `level`.
+    pub fn log_receivers(&self, level: LoggingLevel) -> Vec<Peer<RoleServer>> {
+        let table = self.lock();
+        if table.level_counts[..=rank(level)].iter().all(|&n| n == 0) {
+            return Vec::new();
+        }
+        table
+            .entries
+            .values()
+            .filter(|e| e.log_level.is_some_and(|set| rank(set) <= rank(level)))
+            .filter(|e| !e.peer.is_transport_closed())
+            .map(|e| e.peer.clone())
+            .collect()
+    }
+
+    /// `session` subscribes to `uri` of `backend`; returns what to do upstream.
+    pub fn subscribe(
+        &self,
+        session: &Arc<str>,
+        uri: &str,
+        backend: &Arc<str>,
+    ) -> Result<Upstream, SessionError> {
+        let mut table = self.lock();
+        if !table.entries.contains_key(&Key::Session(session.clone())) {
+            return Err(SessionError::NoSession);
+        }
+        Ok(table.subscriptions.subscribe(session, uri, backend)?)
+    }
+
+    /// `session` unsubscribes from `uri`; returns what to do upstream.
+    pub fn unsubscribe(&self, session: &Arc<str>, uri: &str) -> Upstream {
+        self.lock().subscriptions.unsubscribe(session, uri)
+    }
+
+    /// The sessions subscribed to `uri` of `backend`.
+    pub fn subscribers(&self, backend: &str, uri: &str) -> Vec<Peer<RoleServer>> {
+        let table = self.lock();
+        table
+            .subscriptions
+            .subscribers(backend, uri)
+            .into_iter()
+            .filter_map(|id| table.entries.get(&Key::Session(id)))
+            .map(|e| e.peer.clone())
+            .collect()
+    }
+
+    /// Every URI of `backend` some session is subscribed to (to subscribe
+    /// again after a reconnect).
+    pub fn subscribed_uris(&self, backend: &str) -> Vec<String> {
+        self.lock().subscriptions.uris_of(backend)
+    }
+
+    /// Records that `backend` asked `session` for its roots.
+    pub fn roots_asked(&self, session: &Arc<str>, backend: &Arc<str>) {
+        let mut table = self.lock();
+        if let Some(entry) = table.entries.get_mut(&Key::Session(session.clone()))
+            && !entry.roots_asked_by.contains(backend)
+        {
+            entry.roots_asked_by.push(backend.clone());
+        }
+    }
+
+    /// The backends that asked `session` for its roots.
+    pub fn roots_askers(&self, session: &Arc<str>) -> Vec<Arc<str>> {
+        self.lock()
+            .entries
+            .get(&Key::Session(session.clone()))
+            .map(|e| e.roots_asked_by.clone())
+            .unwrap_or_default()
     }
 
     /// Tells every live session which lists changed. Sending happens in the
@@ -111,9 +329,13 @@ impl Sessions {
             return;
         }
         let peers: Vec<_> = {
-            let mut table = self.lock();
-            table.peers.retain(|_, p| !p.is_transport_closed());
-            table.peers.values().cloned().collect()
+            let table = self.lock();
+            table
+                .entries
+                .values()
+                .filter(|e| !e.peer.is_transport_closed())
+                .map(|e| e.peer.clone())
+                .collect()
         };
         for peer in peers {
             tokio::spawn(async move {
@@ -132,7 +354,8 @@ impl Sessions {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
-        // Only insert/remove/retain/clone happen under the lock; a poisoned lock is still consistent.
+        // Every operation leaves the table consistent before it could panic;
+        // a poisoned lock is still usable.
         self.table
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -454,7 +454,7 @@ async fn progress_reaches_the_client_under_its_own_token() {
     assert_only_tokens(&recorder.progress(), &[&token, &py_token]);
 
     eventually(DEADLINE, "progress routes to be released", async || {
-        gateway.gateway.progress.is_empty().then_some(())
+        gateway.gateway.routes.is_empty().then_some(())
     })
     .await;
     gateway.stop(client).await;
@@ -494,7 +494,7 @@ async fn cancelling_a_call_cancels_it_at_the_backend() {
         "no notifications/cancelled for request {call_id}: {cancels:?}"
     );
     eventually(DEADLINE, "the gateway to finish the request", async || {
-        (gateway.gateway.in_flight() == 0 && gateway.gateway.progress.is_empty()).then_some(())
+        (gateway.gateway.in_flight() == 0 && gateway.gateway.routes.is_empty()).then_some(())
     })
     .await;
 

@@ -15,6 +15,7 @@ use vmcp_config::{AuthType, TransportKind};
 use vmcp_domain::health::FailureKind;
 
 use super::rejection;
+use super::session_watch::SessionWatch;
 use super::spec::{BackendSpec, Endpoint};
 use super::upstream_handler::UpstreamHandler;
 
@@ -156,11 +157,13 @@ async fn streamable_http(
         .into_iter()
         .filter_map(|(k, v)| Some((k?, v)))
         .collect();
-    // A restarted backend forgets our session; re-initialize instead of failing.
+    // A restarted backend forgets our session; re-initialize instead of
+    // failing (the supervisor is told, to list and restore again).
     config.reinit_on_expired_session = true;
     // Stateless servers answer without a session id.
     config.allow_stateless = true;
-    let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
+    let client = SessionWatch::new(http.clone(), handler.renewed());
+    let transport = StreamableHttpClientTransport::with_client(client, config);
     handler
         .serve(transport)
         .await

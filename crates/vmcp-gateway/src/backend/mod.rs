@@ -12,6 +12,7 @@ pub mod health;
 pub mod http_client;
 pub mod listing;
 pub mod rejection;
+pub mod session_watch;
 pub mod spec;
 pub mod supervisor;
 pub mod upstream_handler;

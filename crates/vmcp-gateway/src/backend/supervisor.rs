@@ -30,7 +30,7 @@ use super::rejection;
 use super::upstream_handler::{ListKind, UpstreamHandler};
 use super::{Backend, BackendCapabilities, BackendId, GatewayEvent};
 use crate::log_limit::LogLimiter;
-use crate::progress::ProgressRoutes;
+use crate::relay::Downstream;
 
 /// A backend's capabilities changed: `None` means it is gone.
 #[derive(Debug)]
@@ -60,8 +60,8 @@ pub struct Supervisor {
     pub backend: Arc<Backend>,
     /// Shared HTTP client.
     pub http: reqwest::Client,
-    /// Where progress notifications go.
-    pub progress: Arc<ProgressRoutes>,
+    /// Where progress, log messages, resource updates and server requests go.
+    pub downstream: Downstream,
     /// Where capability changes go.
     pub updates: mpsc::UnboundedSender<GatewayEvent>,
     /// Liveness check settings.
@@ -108,14 +108,22 @@ impl Supervisor {
         let mut log = LogLimiter::per_backend();
         loop {
             let (changes_tx, changes_rx) = mpsc::channel(8);
-            let handler = UpstreamHandler::new(name.clone(), changes_tx, self.progress.clone());
+            let handler = UpstreamHandler::new(
+                name.clone(),
+                changes_tx,
+                self.downstream.clone(),
+                self.backend.call_timeout(),
+            );
+            let renewed = handler.renewed();
             let attempt = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 attempt = connect::connect(&self.backend.spec, &self.http, handler) => attempt,
             };
             match attempt {
                 Ok(service) => {
-                    let Some(ended) = self.serve_connection(&name, service, changes_rx).await
+                    let Some(ended) = self
+                        .serve_connection(&name, service, changes_rx, renewed)
+                        .await
                     else {
                         return;
                     };
@@ -174,6 +182,7 @@ impl Supervisor {
         name: &Arc<str>,
         service: connect::UpstreamService,
         mut changes: mpsc::Receiver<ListKind>,
+        renewed: Arc<tokio::sync::Notify>,
     ) -> Option<Ended> {
         let peer = service.peer().clone();
         let cancel = service.cancellation_token();
@@ -205,6 +214,12 @@ impl Supervisor {
                 "backend connected"
             );
             self.backend.set_connected(peer.clone());
+            {
+                // Subscriptions and the log level sessions asked for, again.
+                let (downstream, name, peer) =
+                    (self.downstream.clone(), name.clone(), peer.clone());
+                tokio::spawn(async move { downstream.restore(&name, &peer).await });
+            }
             // The first probe right away: a backend is routable only with a health result.
             let first = tokio::select! {
                 _ = self.shutdown.cancelled() => break 'serve None,
@@ -222,6 +237,23 @@ impl Supervisor {
                 tokio::select! {
                     _ = self.shutdown.cancelled() => break 'serve None,
                     _ = &mut ended => break 'serve end("connection closed".into(), None, healthy_at),
+                    () = renewed.notified() => {
+                        // A new backend session: it may offer something else
+                        // now and has forgotten what sessions asked of it.
+                        tracing::info!(backend = %name, "backend session renewed; listing again");
+                        let mut relisted = Ok(());
+                        for kind in [ListKind::Tools, ListKind::Prompts, ListKind::Resources] {
+                            relisted = relist(&peer, &mut capabilities, kind, timeout).await;
+                            if relisted.is_err() {
+                                break;
+                            }
+                        }
+                        match relisted {
+                            Ok(()) => self.publish(name, &capabilities),
+                            Err(err) => break 'serve end(err.reason(), err.detail(), healthy_at),
+                        }
+                        self.restore(name, &peer);
+                    }
                     Some(kind) = changes.recv() => {
                         match relist(&peer, &mut capabilities, kind, timeout).await {
                             Ok(()) => self.publish(name, &capabilities),
@@ -257,6 +289,13 @@ impl Supervisor {
             let _ = tokio::time::timeout(Duration::from_secs(5), &mut ended).await;
         }
         outcome
+    }
+
+    /// Subscriptions and the log level sessions asked for, sent again to a
+    /// new backend session (in the background: probes go on meanwhile).
+    fn restore(&self, name: &Arc<str>, peer: &Peer<RoleClient>) {
+        let (downstream, name, peer) = (self.downstream.clone(), name.clone(), peer.clone());
+        tokio::spawn(async move { downstream.restore(&name, &peer).await });
     }
 
     /// One active probe, timed into the metrics.

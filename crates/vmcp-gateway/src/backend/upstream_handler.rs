@@ -1,17 +1,28 @@
 //! The gateway's client-side handler on each backend connection: it turns
-//! the backend's notifications into events for the supervisor and routes
-//! progress to the waiting client.
+//! the backend's notifications into events for the supervisor and relays
+//! progress, log messages, resource updates and server-to-client requests
+//! to the clients they belong to ([`crate::relay`]).
+#![expect(
+    deprecated,
+    reason = "sampling, roots and logging are deprecated by SEP-2577 but still served"
+)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rmcp::ClientHandler;
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam, ProtocolVersion,
+    ClientCapabilities, ClientConfig, ClientResult, CreateMessageRequest,
+    CreateMessageRequestParams, CreateMessageResult, ElicitRequest, ElicitRequestParams,
+    ElicitResult, ElicitationCapability, ErrorData, FormElicitationCapability, Implementation,
+    ListRootsRequest, ListRootsResult, LoggingMessageNotificationParam, ProgressNotificationParam,
+    ProtocolVersion, ResourceUpdatedNotificationParam, RootsCapabilities, SamplingCapability,
+    ServerRequest, UrlElicitationCapability,
 };
-use rmcp::service::{NotificationContext, RoleClient};
-use tokio::sync::mpsc;
+use rmcp::service::{NotificationContext, RequestContext, RoleClient};
+use tokio::sync::{Notify, mpsc};
 
-use crate::progress::ProgressRoutes;
+use crate::relay::Downstream;
 
 /// A list the backend said has changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,21 +40,45 @@ pub enum ListKind {
 pub struct UpstreamHandler {
     backend: Arc<str>,
     changes: mpsc::Sender<ListKind>,
-    progress: Arc<ProgressRoutes>,
+    downstream: Downstream,
+    /// The backend's call timeout, which also bounds its requests to clients.
+    timeout: Duration,
+    /// Notified when the transport renews the backend session on its own.
+    renewed: Arc<Notify>,
 }
 
 impl UpstreamHandler {
-    /// A handler for `backend` reporting list changes on `changes`.
+    /// A handler for `backend` reporting list changes on `changes` and
+    /// relaying to `downstream`.
     pub fn new(
         backend: Arc<str>,
         changes: mpsc::Sender<ListKind>,
-        progress: Arc<ProgressRoutes>,
+        downstream: Downstream,
+        timeout: Duration,
     ) -> Self {
         Self {
             backend,
             changes,
-            progress,
+            downstream,
+            timeout,
+            renewed: Arc::new(Notify::new()),
         }
+    }
+
+    /// Notified when the transport silently re-initializes the backend
+    /// session ([`super::session_watch`]).
+    pub fn renewed(&self) -> Arc<Notify> {
+        self.renewed.clone()
+    }
+
+    async fn relay(
+        &self,
+        request: ServerRequest,
+        context: &RequestContext<RoleClient>,
+    ) -> Result<ClientResult, ErrorData> {
+        self.downstream
+            .request(&self.backend, self.timeout, request, context)
+            .await
     }
 
     fn changed(&self, kind: ListKind) {
@@ -55,7 +90,19 @@ impl UpstreamHandler {
 impl ClientHandler for UpstreamHandler {
     fn get_info(&self) -> ClientConfig {
         let mut info = ClientConfig::default();
-        info.capabilities = ClientCapabilities::default();
+        // Offered on behalf of the clients: a request reaches a client only
+        // when that client declared the capability (see crate::relay).
+        let mut capabilities = ClientCapabilities::default();
+        capabilities.sampling = Some(SamplingCapability::default());
+        capabilities.elicitation = Some(
+            ElicitationCapability::new()
+                .with_form(FormElicitationCapability::new())
+                .with_url(UrlElicitationCapability::new()),
+        );
+        let mut roots = RootsCapabilities::default();
+        roots.list_changed = Some(true);
+        capabilities.roots = Some(roots);
+        info.capabilities = capabilities;
         info.client_info = Implementation::new("vmcp", env!("CARGO_PKG_VERSION"));
         // The gateway relays sessions, progress and list_changed, which need the
         // session-based protocol; 2026-07-28 dropped `initialize` and sessions.
@@ -68,7 +115,61 @@ impl ClientHandler for UpstreamHandler {
         params: ProgressNotificationParam,
         _: NotificationContext<RoleClient>,
     ) {
-        self.progress.deliver(&self.backend, params).await;
+        self.downstream
+            .routes
+            .deliver_progress(&self.backend, params)
+            .await;
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        self.downstream.log(&self.backend, params);
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        self.downstream.resource_updated(&self.backend, params);
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        let request = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
+        match self.relay(request, &context).await? {
+            ClientResult::CreateMessageResult(result) => Ok(*result),
+            _ => Err(unexpected_answer()),
+        }
+    }
+
+    async fn list_roots(
+        &self,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        let request = ServerRequest::ListRootsRequest(ListRootsRequest::default());
+        match self.relay(request, &context).await? {
+            ClientResult::ListRootsResult(result) => Ok(result),
+            _ => Err(unexpected_answer()),
+        }
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let request = ServerRequest::ElicitRequest(ElicitRequest::new(params));
+        match self.relay(request, &context).await? {
+            ClientResult::ElicitResult(result) => Ok(result),
+            _ => Err(unexpected_answer()),
+        }
     }
 
     async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
@@ -82,4 +183,8 @@ impl ClientHandler for UpstreamHandler {
     async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
         self.changed(ListKind::Resources);
     }
+}
+
+fn unexpected_answer() -> ErrorData {
+    ErrorData::internal_error("the client sent an answer of the wrong kind", None)
 }

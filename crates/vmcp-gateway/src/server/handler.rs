@@ -1,5 +1,9 @@
 //! The MCP server a client session talks to: lists come from the catalogue,
 //! everything else is forwarded to the owning backend.
+#![expect(
+    deprecated,
+    reason = "logging and resources/subscribe are deprecated by SEP-2577 but still served"
+)]
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -11,7 +15,8 @@ use rmcp::model::{
     GetPromptResponse, Implementation, InitializeResult, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
     ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse,
-    Reference, ServerCapabilities, ServerResult,
+    Reference, ServerResult, SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use vmcp_config::PartialFailureMode;
@@ -19,9 +24,11 @@ use vmcp_config::PartialFailureMode;
 use crate::backend::Backend;
 use crate::forward::{ForwardError, forward};
 use crate::gateway::Gateway;
+use crate::server::capabilities::{BackendOffer, announced};
 use crate::server::echo::echoed;
 use crate::server::pagination::page;
-use crate::server::session_limits::SESSION_ID_HEADER;
+use crate::sessions::{SessionError, session_id};
+use crate::subscriptions::Upstream;
 
 /// One client session's view of the gateway.
 #[derive(Clone)]
@@ -105,6 +112,31 @@ impl GatewayHandler {
         }
     }
 
+    /// The session a request belongs to (logging and subscriptions are per session).
+    fn session(&self, context: &RequestContext<RoleServer>) -> Result<Arc<str>, ErrorData> {
+        session_id(&context.extensions)
+            .ok_or_else(|| ErrorData::invalid_request(SessionError::NoSession.to_string(), None))
+    }
+
+    /// The backend that owns a resource URI (a listed resource, or a template that matches it).
+    fn resource_owner(&self, uri: &str) -> Result<Arc<Backend>, ErrorData> {
+        let catalogue = self.gateway.catalogue();
+        let owner = catalogue
+            .route_resource(uri)
+            .or_else(|| catalogue.route_template(uri))
+            .cloned();
+        drop(catalogue);
+        let unknown =
+            || ErrorData::resource_not_found(format!("unknown resource: {}", echoed(uri)), None);
+        match owner {
+            Some(owner) => self.backend(&owner, unknown),
+            None => match self.gateway.known_catalogue().route_resource(uri).cloned() {
+                Some(owner) => Err(self.not_routable(Some(owner), String::new())),
+                None => Err(unknown()),
+            },
+        }
+    }
+
     async fn forward(
         &self,
         backend: &Backend,
@@ -113,7 +145,7 @@ impl GatewayHandler {
     ) -> Result<ServerResult, ErrorData> {
         let _in_flight = self.gateway.begin_request();
         tokio::select! {
-            result = forward(backend, request, context, &self.gateway.progress) => {
+            result = forward(backend, request, context, &self.gateway.routes) => {
                 result.map_err(ErrorData::from)
             }
             () = self.gateway.in_flight_abandoned() => Err(ForwardError::ShuttingDown {
@@ -130,15 +162,21 @@ fn cursor(request: &Option<PaginatedRequestParams>) -> Option<&str> {
 
 impl ServerHandler for GatewayHandler {
     fn get_info(&self) -> InitializeResult {
-        let capabilities = ServerCapabilities::builder()
-            .enable_tools()
-            .enable_tool_list_changed()
-            .enable_prompts()
-            .enable_prompts_list_changed()
-            .enable_resources()
-            .enable_resources_list_changed()
-            .enable_completions()
-            .build();
+        let backends = self.gateway.backends();
+        let declared: Vec<_> = backends
+            .iter()
+            .map(|backend| {
+                let declared = backend
+                    .peer()
+                    .and_then(|peer| peer.peer_info())
+                    .map(|info| info.capabilities.clone());
+                (declared, backend.is_routable())
+            })
+            .collect();
+        let capabilities = announced(declared.iter().map(|(declared, routable)| BackendOffer {
+            declared: declared.as_ref(),
+            routable: *routable,
+        }));
         InitializeResult::new(capabilities).with_server_info(Implementation::new(
             self.gateway.config().name.clone(),
             env!("CARGO_PKG_VERSION"),
@@ -150,12 +188,103 @@ impl ServerHandler for GatewayHandler {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        let session_id = context
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.headers.get(SESSION_ID_HEADER))
-            .and_then(|value| value.to_str().ok());
-        self.gateway.sessions.add(session_id, context.peer);
+        let session_id = session_id(&context.extensions);
+        self.gateway
+            .session_opened(session_id.as_deref(), context.peer);
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let session = self.session(&context)?;
+        let changed = self
+            .gateway
+            .sessions
+            .set_log_level(&session, request.level)
+            .map_err(|err| ErrorData::invalid_request(err.to_string(), None))?;
+        if let Some(level) = changed {
+            self.gateway.apply_log_level(level);
+        }
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.check_uri_length(&request.uri)?;
+        let session = self.session(&context)?;
+        let backend = self.resource_owner(&request.uri)?;
+        let subscribes = backend
+            .peer()
+            .and_then(|peer| peer.peer_info())
+            .and_then(|info| info.capabilities.resources.clone())
+            .is_some_and(|resources| resources.subscribe == Some(true));
+        if !subscribes {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "backend {} does not support resource subscriptions",
+                    backend.name()
+                ),
+                None,
+            ));
+        }
+        let upstream = self
+            .gateway
+            .sessions
+            .subscribe(&session, &request.uri, backend.name_arc())
+            .map_err(|err| ErrorData::invalid_request(err.to_string(), None))?;
+        if upstream == Upstream::Nothing {
+            return Ok(());
+        }
+        let uri = request.uri.clone();
+        let sent = self
+            .forward(
+                &backend,
+                ClientRequest::SubscribeRequest(SubscribeRequest::new(request)),
+                &context,
+            )
+            .await;
+        if let Err(err) = sent {
+            // Not subscribed upstream: the session holds nothing either.
+            self.gateway.sessions.unsubscribe(&session, &uri);
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let session = self.session(&context)?;
+        if let Upstream::Unsubscribe(backend) =
+            self.gateway.sessions.unsubscribe(&session, &request.uri)
+        {
+            // The session no longer gets updates either way; a failure
+            // upstream only leaves the backend sending updates nobody relays.
+            self.gateway
+                .unsubscribe_upstream(vec![(backend, request.uri)]);
+        }
+        Ok(())
+    }
+
+    async fn on_roots_list_changed(&self, context: NotificationContext<RoleServer>) {
+        let Some(session) = session_id(&context.extensions) else {
+            return;
+        };
+        for name in self.gateway.sessions.roots_askers(&session) {
+            let Some(peer) = self.gateway.backend(&name).and_then(|b| b.peer()) else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = peer.notify_roots_list_changed().await;
+            });
+        }
     }
 
     async fn list_tools(

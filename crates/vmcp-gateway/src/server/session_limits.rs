@@ -270,7 +270,7 @@ impl SessionManager for LimitedSessionManager {
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
         let closed = self.inner.close_session(id).await;
         self.limits.release(id);
-        self.gateway.sessions.remove(id);
+        self.gateway.session_closed(id);
         self.publish_in_use();
         closed
     }
