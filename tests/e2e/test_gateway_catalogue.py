@@ -64,6 +64,13 @@ async def test_tools_from_every_backend_are_merged_with_prefixes(shared_stack: S
         assert "message" in by_name["everything_echo"].input_schema["properties"]
         assert by_name["everything_get-sum"].description == "Returns the sum of two numbers"
 
+        # Each renamed tool says where it comes from.
+        meta = by_name["pyhttp_add"].meta or {}
+        assert (meta.get("vmcp/backend"), meta.get("vmcp/originalName")) == ("pyhttp", "add"), meta
+        prompts = await paged(client.list_prompts, "prompts")
+        greet = next(p for p in prompts if p.name == "pysse_greet")
+        assert (greet.meta or {}).get("vmcp/originalName") == "greet", greet.meta
+
 
 async def test_tool_calls_are_routed_to_their_backend(shared_stack: Stack) -> None:
     async with connect(shared_stack.url) as client:

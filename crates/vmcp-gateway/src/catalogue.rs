@@ -25,7 +25,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
+use rmcp::model::{MetaObject, Prompt, Resource, ResourceTemplate, Tool};
 use vmcp_config::{Aggregation, ConflictResolution};
 
 use crate::backend::BackendCapabilities;
@@ -141,7 +141,8 @@ pub fn build(
         |tool| tool.name.to_string(),
         &mut catalogue.conflicts,
     );
-    for (route, tool) in tools {
+    for (route, mut tool) in tools {
+        tool.meta = Some(origin_meta(tool.meta.take(), &route));
         catalogue.tool_routes.insert(tool.name.to_string(), route);
         catalogue.tools.push(tool);
     }
@@ -160,7 +161,8 @@ pub fn build(
         |prompt| prompt.name.clone(),
         &mut catalogue.conflicts,
     );
-    for (route, prompt) in prompts {
+    for (route, mut prompt) in prompts {
+        prompt.meta = Some(origin_meta(prompt.meta.take(), &route));
         catalogue.prompt_routes.insert(prompt.name.clone(), route);
         catalogue.prompts.push(prompt);
     }
@@ -252,6 +254,22 @@ fn exposed_tools(
             (original, exposed)
         })
         .collect()
+}
+
+/// `_meta` key naming the backend a tool or prompt comes from.
+pub const META_BACKEND: &str = "vmcp/backend";
+/// `_meta` key holding a tool's or prompt's name on its backend.
+pub const META_ORIGINAL_NAME: &str = "vmcp/originalName";
+
+/// The item's own `_meta` plus where it comes from, so a client can find the
+/// backend's name of a renamed tool or prompt.
+fn origin_meta(meta: Option<MetaObject>, route: &Route) -> MetaObject {
+    let mut meta = meta.unwrap_or_default();
+    meta.0
+        .insert(META_BACKEND.into(), route.backend.to_string().into());
+    meta.0
+        .insert(META_ORIGINAL_NAME.into(), route.name.clone().into());
+    meta
 }
 
 /// Applies the conflict resolution strategy to candidates given in
@@ -356,6 +374,16 @@ mod tests {
         assert!(catalogue.route_prompt("alpha_greet").is_some());
         assert!(catalogue.route_tool("echo").is_none());
         assert!(catalogue.conflicts.is_empty());
+    }
+
+    #[test]
+    fn renamed_items_say_where_they_come_from_in_meta() {
+        let catalogue = build(&[backend("beta", &["echo"])], &Aggregation::default());
+        let meta = catalogue.tools[0].meta.as_ref().expect("tool _meta");
+        assert_eq!(meta.0.get(META_BACKEND), Some(&json!("beta")));
+        assert_eq!(meta.0.get(META_ORIGINAL_NAME), Some(&json!("echo")));
+        let meta = catalogue.prompts[0].meta.as_ref().expect("prompt _meta");
+        assert_eq!(meta.0.get(META_ORIGINAL_NAME), Some(&json!("greet")));
     }
 
     #[test]
