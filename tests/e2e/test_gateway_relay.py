@@ -128,8 +128,18 @@ async def test_roots_come_from_the_calling_client(launcher: Launcher) -> None:
     async def roots(context: Any) -> types.ListRootsResult:
         return types.ListRootsResult(roots=[types.Root(uri="file:///work/project-a", name="a")])
 
-    async with connect(stack.url, list_roots_callback=roots) as client:
+    async with connect(stack.url, list_roots_callback=roots) as client, connect(stack.url, list_roots_callback=roots) as idle:
+        # A session the backend never asked: its change is nobody's business upstream.
+        await idle.send_roots_list_changed()
         assert json.loads(await call_text(client, "pyhttp_my_roots")) == ["file:///work/project-a"]
+        # The backend asked this session, so it hears when the roots change.
+        await client.send_roots_list_changed()
+
+        async def told() -> bool:
+            return (await upstream_state(client, "pyhttp"))["roots_changed"] >= 1
+
+        await await_until(told, timeout=10, what="roots/list_changed relayed to the backend that asked")
+        assert (await upstream_state(client, "pyhttp"))["roots_changed"] == 1
     async with connect(stack.url) as plain:
         error = await call_error(plain, "pyhttp_my_roots")
         assert "does not support roots" in error, error

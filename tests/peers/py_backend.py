@@ -29,8 +29,9 @@ Catalogue (NAME is --name):
              log_all(tag) -> sends debug, info, warning and error log messages
                              whose data is "<level> <tag>"
              touch() -> notifications/resources/updated for py://NAME/watched
-             upstream_state() -> JSON: log levels set on this backend and the
-                                 URIs subscribed now
+             upstream_state() -> JSON: log levels set on this backend, the
+                                 URIs subscribed now, and how many
+                                 notifications/roots/list_changed arrived
   resources  py://NAME/watched (subscribable: resources/subscribe and
                                 unsubscribe are served)
 """
@@ -41,6 +42,7 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -187,7 +189,7 @@ def build_server(name: str, transport: str) -> MCPServer:
         return "logged"
 
     watched = f"py://{name}/watched"
-    upstream = {"levels": [], "subscribed": []}
+    upstream: dict[str, Any] = {"levels": [], "subscribed": [], "roots_changed": 0}
 
     @server.tool()
     async def touch(ctx: Context) -> str:
@@ -219,7 +221,11 @@ def build_server(name: str, transport: str) -> MCPServer:
         upstream["levels"].append(params.level)
         return types.EmptyResult()
 
+    async def on_roots_changed(_ctx, _params: types.NotificationParams) -> None:
+        upstream["roots_changed"] += 1
+
     lowlevel = server._lowlevel_server  # noqa: SLF001 - the SDK's documented handler registry
+    lowlevel.add_notification_handler("notifications/roots/list_changed", types.NotificationParams, on_roots_changed)
     lowlevel.add_request_handler("resources/subscribe", types.SubscribeRequestParams, on_subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, on_unsubscribe)
     lowlevel.add_request_handler("logging/setLevel", types.SetLevelRequestParams, on_set_level)
