@@ -83,6 +83,8 @@ pub struct Gateway {
     pub sessions: Arc<Sessions>,
     /// Forwarded requests in flight, for what backends send back.
     pub routes: Arc<CallRoutes>,
+    /// Bounds the notifications relayed to clients at once.
+    notifications: Arc<tokio::sync::Semaphore>,
     ready: watch::Sender<bool>,
     /// Whether the backend list is complete enough to become ready: always
     /// in CLI mode, after the first `set_backends` in discovery mode.
@@ -190,6 +192,9 @@ impl Gateway {
             known: ArcSwap::from_pointee(Catalogue::default()),
             sessions: Arc::new(Sessions::new(config.server.max_sessions as usize)),
             routes: Arc::new(CallRoutes::default()),
+            notifications: Arc::new(tokio::sync::Semaphore::new(
+                crate::relay::MAX_NOTIFICATIONS_IN_FLIGHT,
+            )),
             ready: watch::Sender::new(false),
             discovered: AtomicBool::new(!options.discovery),
             generation: options.generation,
@@ -335,6 +340,7 @@ impl Gateway {
         Downstream {
             routes: self.routes.clone(),
             sessions: self.sessions.clone(),
+            notifications: self.notifications.clone(),
         }
     }
 

@@ -28,6 +28,7 @@ use rmcp::model::{
 use rmcp::service::{
     OriginatingRequestId, Peer, PeerRequestOptions, RequestContext, RoleClient, ServiceError,
 };
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::routes::{CallRoutes, Origin};
@@ -37,6 +38,11 @@ use crate::sessions::Sessions;
 /// call it belongs to (the backend can be quicker than the bookkeeping).
 const REGISTRATION_GRACE: Duration = Duration::from_secs(1);
 
+/// At most this many notifications (log messages, resource updates) are
+/// on their way to clients at once; beyond it new ones are dropped (and
+/// counted in the log) rather than queued without bound behind slow clients.
+pub const MAX_NOTIFICATIONS_IN_FLIGHT: usize = 4096;
+
 /// The downstream side as the backend connections see it.
 #[derive(Clone)]
 pub struct Downstream {
@@ -44,6 +50,8 @@ pub struct Downstream {
     pub routes: Arc<CallRoutes>,
     /// Connected sessions and what they asked for.
     pub sessions: Arc<Sessions>,
+    /// Bounds the notifications in flight ([`MAX_NOTIFICATIONS_IN_FLIGHT`]).
+    pub notifications: Arc<Semaphore>,
 }
 
 /// The client capability a server-to-client request needs, if the client
@@ -184,20 +192,40 @@ impl Downstream {
             None => backend.to_string(),
         });
         for peer in receivers {
+            let Some(permit) = self.permit(backend, "log message") else {
+                return;
+            };
             let params = params.clone();
             // A slow client never delays the backend connection or the others.
             tokio::spawn(async move {
                 let _ = peer.notify_logging_message(params).await;
+                drop(permit);
             });
         }
+    }
+
+    fn permit(&self, backend: &str, what: &'static str) -> Option<OwnedSemaphorePermit> {
+        let permit = self.notifications.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            tracing::debug!(
+                backend,
+                what,
+                "too many notifications on their way to clients; dropped"
+            );
+        }
+        permit
     }
 
     /// Relays `notifications/resources/updated` to the subscribed sessions.
     pub fn resource_updated(&self, backend: &str, params: ResourceUpdatedNotificationParam) {
         for peer in self.sessions.subscribers(backend, &params.uri) {
+            let Some(permit) = self.permit(backend, "resource update") else {
+                return;
+            };
             let params = params.clone();
             tokio::spawn(async move {
                 let _ = peer.notify_resource_updated(params).await;
+                drop(permit);
             });
         }
     }
