@@ -122,6 +122,36 @@ async def test_elicitation_answers_and_refusals_travel_back(launcher: Launcher) 
         assert "does not support elicitation" in error, error
 
 
+async def test_a_url_elicitation_and_its_completion_reach_the_client_that_was_asked(launcher: Launcher) -> None:
+    stack = launcher.stack(names=("pyhttp",))
+    urls: list[str] = []
+    completed: list[str] = []
+    completed_elsewhere: list[str] = []
+
+    async def go(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        urls.append(params.url)
+        return types.ElicitResult(action="accept")
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ElicitCompleteNotification):
+            completed.append(message.params.elicitation_id)
+
+    async def elsewhere(message: Any) -> None:
+        if isinstance(message, types.ElicitCompleteNotification):
+            completed_elsewhere.append(message.params.elicitation_id)
+
+    async with (
+        connect(stack.url, elicitation_callback=go, message_handler=on_message) as client,
+        connect(stack.url, elicitation_callback=go, message_handler=elsewhere) as bystander,
+    ):
+        answer = await call_text(client, "pyhttp_ask_url", {"url": "https://example.com/authorize"})
+        assert answer == "accept: pyhttp-1", answer
+        await await_until(lambda: completed == ["pyhttp-1"], timeout=10, what="elicitation/complete")
+        assert urls == ["https://example.com/authorize"]
+        assert await call_text(bystander, "pyhttp_whoami") == "pyhttp"
+    assert completed_elsewhere == []
+
+
 async def test_roots_come_from_the_calling_client(launcher: Launcher) -> None:
     stack = launcher.stack(names=("pyhttp",))
 

@@ -24,6 +24,8 @@ Catalogue (NAME is --name):
   Towards the client (relayed by vmcp to the session whose call caused them):
   tools      ask_llm(prompt) -> the client's sampling answer, as "model: text"
              ask_user(question) -> the client's elicitation answer, "action: answer"
+             ask_url(url) -> URL-mode elicitation, then (accepted)
+                             notifications/elicitation/complete; "action: id"
              my_roots() -> the client's roots (roots/list, sent the SDK's way:
                            on the standalone stream), as JSON
              log_all(tag) -> sends debug, info, warning and error log messages
@@ -174,6 +176,19 @@ def build_server(name: str, transport: str) -> MCPServer:
         result = await ctx.elicit(question, Answer)
         data = result.data.answer if result.action == "accept" and result.data else ""
         return f"{result.action}: {data}"
+
+    url_elicitations = {"n": 0}
+
+    @server.tool()
+    async def ask_url(url: str, ctx: Context) -> str:
+        """Send the user to `url` (URL-mode elicitation); once accepted, announce its completion."""
+        url_elicitations["n"] += 1
+        elicitation_id = f"{name}-{url_elicitations['n']}"
+        result = await ctx.elicit_url("Please finish this at the link", url, elicitation_id)
+        if result.action == "accept":
+            # Out of band in real life; on the standalone stream, as the SDK sends it.
+            await ctx.session.send_elicit_complete(elicitation_id)
+        return f"{result.action}: {elicitation_id}"
 
     @server.tool()
     async def my_roots(ctx: Context) -> str:

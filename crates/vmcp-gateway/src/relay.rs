@@ -9,7 +9,8 @@
 //!   level (`logging/setLevel`) at or below the message's, with the backend's
 //!   name in `logger`;
 //! - `notifications/resources/updated` goes to the sessions subscribed to
-//!   the URI;
+//!   the URI, `notifications/elicitation/complete` to the session the URL
+//!   elicitation went to;
 //! - after a reconnect, the backend is subscribed again to what sessions
 //!   still want and told the log level in force.
 #![expect(
@@ -21,9 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    ClientCapabilities, ClientResult, ElicitRequestParams, ErrorCode, ErrorData, GetExtensions,
-    GetMeta, LoggingMessageNotificationParam, ResourceUpdatedNotificationParam, ServerRequest,
-    SetLevelRequestParams, SubscribeRequestParams,
+    ClientCapabilities, ClientResult, CustomNotification, ElicitRequestParams, ErrorCode,
+    ErrorData, GetExtensions, GetMeta, LoggingMessageNotificationParam,
+    ResourceUpdatedNotificationParam, ServerNotification, ServerRequest, SetLevelRequestParams,
+    SubscribeRequestParams,
 };
 use rmcp::service::{
     OriginatingRequestId, Peer, PeerRequestOptions, RequestContext, RoleClient, ServiceError,
@@ -128,6 +130,13 @@ impl Downstream {
                 None,
             ));
         }
+        if let (ServerRequest::ElicitRequest(elicit), Some(session)) = (&request, &caller.session)
+            && let ElicitRequestParams::UrlElicitationParams { elicitation_id, .. } = &elicit.params
+            && !elicitation_id.is_empty()
+        {
+            self.sessions
+                .url_elicitation_sent(session, backend, elicitation_id);
+        }
         // Ride the client call's own response stream (SEP-2260).
         request
             .extensions_mut()
@@ -214,6 +223,37 @@ impl Downstream {
             );
         }
         permit
+    }
+
+    /// Relays `notifications/elicitation/complete` to the session the URL
+    /// elicitation went to (`false` when none is known).
+    pub fn elicitation_complete(
+        &self,
+        backend: &Arc<str>,
+        notification: CustomNotification,
+    ) -> bool {
+        let Some(id) = notification
+            .params
+            .as_ref()
+            .and_then(|p| p.get("elicitationId"))
+            .and_then(|id| id.as_str())
+        else {
+            return false;
+        };
+        let Some(peer) = self.sessions.url_elicitation_done(backend, id) else {
+            return false;
+        };
+        let Some(permit) = self.permit(backend, "elicitation complete") else {
+            return false;
+        };
+        tokio::spawn(async move {
+            let notification = CustomNotification::new(notification.method, notification.params);
+            let _ = peer
+                .send_notification(ServerNotification::CustomNotification(notification))
+                .await;
+            drop(permit);
+        });
+        true
     }
 
     /// Relays `notifications/resources/updated` to the subscribed sessions.

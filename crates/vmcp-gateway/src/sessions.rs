@@ -75,7 +75,13 @@ struct Entry {
     log_level: Option<LoggingLevel>,
     /// Backends that asked this session for its roots.
     roots_asked_by: Vec<Arc<str>>,
+    /// URL-mode elicitations relayed to this session: (backend, elicitation id).
+    url_elicitations: Vec<(Arc<str>, String)>,
 }
+
+/// At most this many URL-mode elicitations are remembered per session (for
+/// relaying `notifications/elicitation/complete`); the oldest go first.
+const MAX_URL_ELICITATIONS: usize = 64;
 
 struct Table {
     entries: HashMap<Key, Entry>,
@@ -85,6 +91,8 @@ struct Table {
     /// How many sessions set each log level (index: [`rank`]).
     level_counts: [usize; 8],
     subscriptions: Subscriptions,
+    /// (backend, elicitation id) → the session it was relayed to.
+    url_elicitations: HashMap<(Arc<str>, String), Key>,
 }
 
 impl Table {
@@ -104,6 +112,9 @@ impl Table {
         };
         if let Some(level) = entry.log_level {
             self.level_counts[rank(level)] -= 1;
+        }
+        for pending in entry.url_elicitations {
+            self.url_elicitations.remove(&pending);
         }
         match key {
             Key::Session(id) => self.subscriptions.drop_session(id),
@@ -156,6 +167,7 @@ impl Sessions {
                 sweep_at: MIN_SWEEP,
                 level_counts: [0; 8],
                 subscriptions: Subscriptions::default(),
+                url_elicitations: HashMap::new(),
             }),
             capacity: capacity.max(1),
         }
@@ -198,6 +210,7 @@ impl Sessions {
                 peer,
                 log_level: None,
                 roots_asked_by: Vec::new(),
+                url_elicitations: Vec::new(),
             },
         );
         (true, released)
@@ -311,6 +324,38 @@ impl Sessions {
         {
             entry.roots_asked_by.push(backend.clone());
         }
+    }
+
+    /// Records that `backend`'s URL-mode elicitation `id` went to `session`,
+    /// so its `notifications/elicitation/complete` can follow.
+    pub fn url_elicitation_sent(&self, session: &Arc<str>, backend: &Arc<str>, id: &str) {
+        let mut table = self.lock();
+        let key = Key::Session(session.clone());
+        let pending = (backend.clone(), id.to_string());
+        let Some(entry) = table.entries.get_mut(&key) else {
+            return;
+        };
+        if entry.url_elicitations.contains(&pending) {
+            return;
+        }
+        let evicted = (entry.url_elicitations.len() >= MAX_URL_ELICITATIONS)
+            .then(|| entry.url_elicitations.remove(0));
+        entry.url_elicitations.push(pending.clone());
+        if let Some(evicted) = evicted {
+            table.url_elicitations.remove(&evicted);
+        }
+        table.url_elicitations.insert(pending, key);
+    }
+
+    /// The session `backend`'s URL-mode elicitation `id` went to, forgotten
+    /// from now on.
+    pub fn url_elicitation_done(&self, backend: &Arc<str>, id: &str) -> Option<Peer<RoleServer>> {
+        let mut table = self.lock();
+        let pending = (backend.clone(), id.to_string());
+        let key = table.url_elicitations.remove(&pending)?;
+        let entry = table.entries.get_mut(&key)?;
+        entry.url_elicitations.retain(|p| p != &pending);
+        Some(entry.peer.clone())
     }
 
     /// The backends that asked `session` for its roots.

@@ -13,11 +13,11 @@ use std::time::Duration;
 use rmcp::ClientHandler;
 use rmcp::model::{
     ClientCapabilities, ClientConfig, ClientResult, CreateMessageRequest,
-    CreateMessageRequestParams, CreateMessageResult, ElicitRequest, ElicitRequestParams,
-    ElicitResult, ElicitationCapability, ErrorData, FormElicitationCapability, Implementation,
-    ListRootsRequest, ListRootsResult, LoggingMessageNotificationParam, ProgressNotificationParam,
-    ProtocolVersion, ResourceUpdatedNotificationParam, RootsCapabilities, SamplingCapability,
-    ServerRequest, UrlElicitationCapability,
+    CreateMessageRequestParams, CreateMessageResult, CustomNotification, ElicitRequest,
+    ElicitRequestParams, ElicitResult, ElicitationCapability, ErrorData, FormElicitationCapability,
+    Implementation, ListRootsRequest, ListRootsResult, LoggingMessageNotificationParam,
+    ProgressNotificationParam, ProtocolVersion, ResourceUpdatedNotificationParam,
+    RootsCapabilities, SamplingCapability, ServerRequest, UrlElicitationCapability,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 use tokio::sync::{Notify, mpsc};
@@ -137,6 +137,20 @@ impl ClientHandler for UpstreamHandler {
         self.downstream.resource_updated(&self.backend, params);
     }
 
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        _: NotificationContext<RoleClient>,
+    ) {
+        if notification.method == ELICITATION_COMPLETE
+            && !self
+                .downstream
+                .elicitation_complete(&self.backend, notification)
+        {
+            tracing::debug!(backend = %self.backend, "elicitation completion for an unknown elicitation dropped");
+        }
+    }
+
     async fn create_message(
         &self,
         params: CreateMessageRequestParams,
@@ -184,6 +198,9 @@ impl ClientHandler for UpstreamHandler {
         self.changed(ListKind::Resources);
     }
 }
+
+/// Sent by a backend when a URL-mode elicitation finished out of band.
+const ELICITATION_COMPLETE: &str = "notifications/elicitation/complete";
 
 fn unexpected_answer() -> ErrorData {
     ErrorData::internal_error("the client sent an answer of the wrong kind", None)
