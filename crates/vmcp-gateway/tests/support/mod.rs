@@ -54,6 +54,13 @@ pub const PY_TOOLS: &[&str] = &[
     "fail",
     "stats",
     "toggle_extra",
+    "ask_llm",
+    "ask_user",
+    "ask_url",
+    "my_roots",
+    "log_all",
+    "touch",
+    "upstream_state",
 ];
 
 /// Tools server-everything registers for every client (it may add more,
