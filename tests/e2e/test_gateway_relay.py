@@ -264,3 +264,16 @@ async def test_subscribing_to_an_unknown_resource_is_a_clear_error(launcher: Lau
         with pytest.raises(Exception) as raised:
             await client.subscribe_resource("py://nowhere/nothing")
         assert "unknown resource" in str(raised.value)
+
+
+async def test_sampling_from_server_everything_over_stdio(launcher: Launcher) -> None:
+    # The reference TypeScript server, spawned over stdio (no per-request
+    # streams), registers its sampling tool because the gateway offers
+    # sampling on behalf of its clients.
+    stack = launcher.stack(names=("everything",))
+    sampler = Sampler("model-ts")
+    async with connect(stack.url, sampling_callback=sampler) as client:
+        answer = await call_text(client, "everything_trigger-sampling-request", {"prompt": "hello ts"})
+    assert sampler.prompts == ["Resource trigger-sampling-request context: hello ts"]
+    assert '"model": "model-ts"' in answer, answer
+    assert "answer to Resource trigger-sampling-request context: hello ts" in answer, answer
