@@ -125,6 +125,9 @@ def build_server() -> MCPServer:
     async def elicit(ctx: Context, message: str, schema: dict[str, Any]) -> types.ElicitResult:
         return await ctx.session.elicit(message, schema, related_request_id=ctx.request_id)
 
+    def completed(result: types.ElicitResult) -> str:
+        return f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}"
+
     @server.tool(description="Asks the client's user for a username and email")
     async def test_elicitation(message: str, ctx: Context) -> str:
         result = await elicit(
@@ -163,7 +166,7 @@ def build_server() -> MCPServer:
                 "required": [],
             },
         )
-        return f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}"
+        return completed(result)
 
     @server.tool(description="Elicitation with all five enum forms (SEP-1330)")
     async def test_elicitation_sep1330_enums(ctx: Context) -> str:
@@ -205,7 +208,7 @@ def build_server() -> MCPServer:
                 "required": [],
             },
         )
-        return f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}"
+        return completed(result)
 
     @server.resource("test://static-text", mime_type="text/plain", description="A static text resource")
     def static_text() -> str:

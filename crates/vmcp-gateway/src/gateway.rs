@@ -19,7 +19,7 @@ use crate::backend::supervisor::{Liveness, Supervisor};
 use crate::backend::{Backend, BackendCapabilities, BackendId, BackendSpec, GatewayEvent};
 use crate::catalogue::{self, Catalogue};
 use crate::registry::{self, Registry, Step};
-use crate::relay::Downstream;
+use crate::relay::{Downstream, bounded};
 use crate::routes::CallRoutes;
 use crate::sessions::Sessions;
 
@@ -368,12 +368,15 @@ impl Gateway {
     )]
     pub fn unsubscribe_upstream(&self, released: Vec<(Arc<str>, String)>) {
         for (backend, uri) in released {
-            let Some(peer) = self.backend(&backend).and_then(|b| b.peer()) else {
+            let Some(owner) = self.backend(&backend) else {
+                continue;
+            };
+            let (Some(peer), timeout) = (owner.peer(), owner.call_timeout()) else {
                 continue;
             };
             tokio::spawn(async move {
                 let params = rmcp::model::UnsubscribeRequestParams::new(uri);
-                if let Err(err) = peer.unsubscribe(params).await {
+                if let Err(err) = bounded(timeout, peer.unsubscribe(params)).await {
                     tracing::debug!(backend = %backend, error = %err, "unsubscribe upstream failed");
                 }
             });
@@ -397,10 +400,10 @@ impl Gateway {
             if !offers {
                 continue;
             }
-            let name = backend.name_arc().clone();
+            let (name, timeout) = (backend.name_arc().clone(), backend.call_timeout());
             tokio::spawn(async move {
                 let params = rmcp::model::SetLevelRequestParams::new(level);
-                if let Err(err) = peer.set_level(params).await {
+                if let Err(err) = bounded(timeout, peer.set_level(params)).await {
                     tracing::debug!(backend = %name, error = %err, "logging/setLevel upstream failed");
                 }
             });

@@ -271,8 +271,9 @@ impl Downstream {
     }
 
     /// Brings a freshly connected backend up to date: subscribed again to
-    /// what sessions still want, and logging at the level in force.
-    pub async fn restore(&self, backend: &str, peer: &Peer<RoleClient>) {
+    /// what sessions still want, and logging at the level in force; each
+    /// request bounded by the backend's call `timeout`.
+    pub async fn restore(&self, backend: &str, peer: &Peer<RoleClient>, timeout: Duration) {
         let declared = peer
             .peer_info()
             .map(|info| info.capabilities.clone())
@@ -283,18 +284,32 @@ impl Downstream {
             .is_some_and(|r| r.subscribe == Some(true));
         if subscribes {
             for uri in self.sessions.subscribed_uris(backend) {
-                if let Err(err) = peer.subscribe(SubscribeRequestParams::new(uri)).await {
+                let sent = bounded(timeout, peer.subscribe(SubscribeRequestParams::new(uri))).await;
+                if let Err(err) = sent {
                     tracing::warn!(backend, error = %err, "could not subscribe again after reconnecting");
                 }
             }
         }
         if declared.logging.is_some()
             && let Some(level) = self.sessions.upstream_log_level()
-            && let Err(err) = peer.set_level(SetLevelRequestParams::new(level)).await
+            && let Err(err) =
+                bounded(timeout, peer.set_level(SetLevelRequestParams::new(level))).await
         {
             tracing::debug!(backend, error = %err, "could not set the log level after reconnecting");
         }
     }
+}
+
+/// A request to a backend made outside any client call (restoring
+/// subscriptions, setting the log level, releasing a subscription): it gets
+/// the backend's call timeout like every other, never waits forever.
+pub async fn bounded<T>(
+    timeout: Duration,
+    request: impl Future<Output = Result<T, ServiceError>>,
+) -> Result<T, ServiceError> {
+    tokio::time::timeout(timeout, request)
+        .await
+        .unwrap_or(Err(ServiceError::Timeout { timeout }))
 }
 
 fn cancelled() -> ErrorData {

@@ -214,12 +214,7 @@ impl Supervisor {
                 "backend connected"
             );
             self.backend.set_connected(peer.clone());
-            {
-                // Subscriptions and the log level sessions asked for, again.
-                let (downstream, name, peer) =
-                    (self.downstream.clone(), name.clone(), peer.clone());
-                tokio::spawn(async move { downstream.restore(&name, &peer).await });
-            }
+            self.restore(name, &peer);
             // The first probe right away: a backend is routable only with a health result.
             let first = tokio::select! {
                 _ = self.shutdown.cancelled() => break 'serve None,
@@ -295,7 +290,8 @@ impl Supervisor {
     /// new backend session (in the background: probes go on meanwhile).
     fn restore(&self, name: &Arc<str>, peer: &Peer<RoleClient>) {
         let (downstream, name, peer) = (self.downstream.clone(), name.clone(), peer.clone());
-        tokio::spawn(async move { downstream.restore(&name, &peer).await });
+        let timeout = self.backend.call_timeout();
+        tokio::spawn(async move { downstream.restore(&name, &peer, timeout).await });
     }
 
     /// One active probe, timed into the metrics.

@@ -120,12 +120,8 @@ impl GatewayHandler {
 
     /// The backend that owns a resource URI (a listed resource, or a template that matches it).
     fn resource_owner(&self, uri: &str) -> Result<Arc<Backend>, ErrorData> {
-        let catalogue = self.gateway.catalogue();
-        let owner = catalogue
-            .route_resource(uri)
-            .or_else(|| catalogue.route_template(uri))
-            .cloned();
-        drop(catalogue);
+        // Listed resources first, then the templates that match.
+        let owner = self.gateway.catalogue().route_resource(uri).cloned();
         let unknown =
             || ErrorData::resource_not_found(format!("unknown resource: {}", echoed(uri)), None);
         match owner {
@@ -413,28 +409,7 @@ impl ServerHandler for GatewayHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         self.check_uri_length(&request.uri)?;
-        let catalogue = self.gateway.catalogue();
-        let owner = catalogue.route_resource(&request.uri).ok_or_else(|| {
-            match self
-                .gateway
-                .known_catalogue()
-                .route_resource(&request.uri)
-                .cloned()
-            {
-                Some(owner) => self.not_routable(Some(owner), String::new()),
-                None => ErrorData::resource_not_found(
-                    format!("unknown resource: {}", echoed(&request.uri)),
-                    None,
-                ),
-            }
-        })?;
-        let backend = self.backend(owner, || {
-            ErrorData::resource_not_found(
-                format!("unknown resource: {}", echoed(&request.uri)),
-                None,
-            )
-        })?;
-        drop(catalogue);
+        let backend = self.resource_owner(&request.uri)?;
         match self
             .forward(
                 &backend,
