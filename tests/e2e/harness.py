@@ -668,6 +668,27 @@ class Launcher:
 # client helpers
 
 
+class Sampler:
+    """A sampling callback that answers as model `name` and records prompts."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.prompts: list[str] = []
+
+    async def __call__(self, context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        content = params.messages[0].content
+        text = content.text if isinstance(content, types.TextContent) else str(content)
+        self.prompts.append(text)
+        # Slow enough that two sessions' calls are in flight at once.
+        await anyio.sleep(0.3)
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text=f"answer to {text}"),
+            model=self.name,
+        )
+
+
+
 @contextlib.asynccontextmanager
 async def connect(target: Any, *, mode: str = "legacy", **kwargs: Any) -> AsyncIterator[Client]:
     """The official client, in handshake mode unless told otherwise, without response caching."""

@@ -200,8 +200,10 @@ async def test_following_next_cursor_lists_everything_exactly_once(shared_stack:
 
 
 async def test_the_default_client_mode_negotiates_with_the_gateway(shared_stack: Stack) -> None:
-    """The SDK's default `auto` mode probes server/discover first, then falls back to initialize."""
+    """The SDK's default `auto` mode probes server/discover first: the gateway
+    answers it, so the client speaks 2026-07-28 (no handshake, no session)."""
     async with connect(shared_stack.url, mode="auto") as client:
+        assert client.protocol_version == "2026-07-28"
         assert await call_text(client, "pysse_whoami") == "pysse"
         assert "pyhttp_echo" in await tool_names(client)
 

@@ -14,29 +14,9 @@ import anyio
 import mcp_types as types
 import pytest
 
-from harness import Launcher, await_until, call_error, call_text, connect
+from harness import Launcher, Sampler, await_until, call_error, call_text, connect
 
 pytestmark = pytest.mark.anyio
-
-
-class Sampler:
-    """A sampling callback that answers as model `name` and records prompts."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.prompts: list[str] = []
-
-    async def __call__(self, context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
-        content = params.messages[0].content
-        text = content.text if isinstance(content, types.TextContent) else str(content)
-        self.prompts.append(text)
-        # Slow enough that both sessions' calls are in flight at once.
-        await anyio.sleep(0.3)
-        return types.CreateMessageResult(
-            role="assistant",
-            content=types.TextContent(type="text", text=f"answer to {text}"),
-            model=self.name,
-        )
 
 
 class Notifications:

@@ -14,8 +14,18 @@ use vmcp_domain::health::FailureKind;
 use vmcp_status::CallOutcome;
 
 use crate::backend::{Backend, ConnectionState};
+use crate::input_rounds::Questions;
 use crate::routes::{CallRoutes, Caller};
 use crate::sessions::session_id;
+
+/// `_meta` keys of a 2026-07-28 request that describe the client's exchange
+/// with the gateway, not the call: never forwarded.
+const EXCHANGE_META_KEYS: [&str; 4] = [
+    "io.modelcontextprotocol/protocolVersion",
+    "io.modelcontextprotocol/clientCapabilities",
+    "io.modelcontextprotocol/clientInfo",
+    "io.modelcontextprotocol/logLevel",
+];
 
 /// JSON-RPC code for a backend that did not answer in time (as in the MCP SDKs).
 pub const REQUEST_TIMEOUT: ErrorCode = ErrorCode(-32001);
@@ -131,15 +141,19 @@ impl ForwardError {
 /// Sends `request` to `backend` on behalf of the downstream request
 /// `context`, through the backend's circuit breaker, and records the
 /// outcome in the backend's health.
+///
+/// `questions` is set for a 2026-07-28 client: what the backend asks it
+/// goes there, to be answered in rounds ([`crate::input_rounds`]).
 pub async fn forward(
     backend: &Backend,
     request: ClientRequest,
     context: &RequestContext<RoleServer>,
     routes: &Arc<CallRoutes>,
+    questions: Option<Questions>,
 ) -> Result<ServerResult, ForwardError> {
     let method = method_name(&request);
     let started = tokio::time::Instant::now();
-    let result = forward_checked(backend, request, context, routes).await;
+    let result = forward_checked(backend, request, context, routes, questions).await;
     if let Some(metrics) = backend.metrics() {
         let outcome = match &result {
             Ok(_) => CallOutcome::Ok,
@@ -171,6 +185,7 @@ async fn forward_checked(
     request: ClientRequest,
     context: &RequestContext<RoleServer>,
     routes: &Arc<CallRoutes>,
+    questions: Option<Questions>,
 ) -> Result<ServerResult, ForwardError> {
     // Within `unhealthyGracePeriod` an unhealthy backend is still listed:
     // its calls fail fast instead of waiting on it.
@@ -191,7 +206,7 @@ async fn forward_checked(
             retry_in,
         });
     }
-    let result = send(backend, request, context, routes).await;
+    let result = send(backend, request, context, routes, questions).await;
     match &result {
         Ok(_) | Err(ForwardError::Backend(_)) => {
             backend.observe(|health| health.call_succeeded());
@@ -221,6 +236,7 @@ async fn send(
     request: ClientRequest,
     context: &RequestContext<RoleServer>,
     routes: &Arc<CallRoutes>,
+    questions: Option<Questions>,
 ) -> Result<ServerResult, ForwardError> {
     let name = backend.name();
     let Some(peer) = backend.peer() else {
@@ -234,11 +250,17 @@ async fn send(
         });
     };
     // Pass the client's `_meta` through, but not its progress token: rmcp
-    // gives the upstream request its own, which we map back below.
+    // gives the upstream request its own, which we map back below. Nor what
+    // describes the client's own exchange with the gateway under 2026-07-28
+    // (version, capabilities, identity, log level): the gateway's connection
+    // to the backend speaks for itself.
     let mut meta = context.meta.clone();
     let downstream_token = meta.get_progress_token();
     let wants_progress = downstream_token.is_some();
     meta.0.0.remove("progressToken");
+    meta.0
+        .0
+        .retain(|key, _| !EXCHANGE_META_KEYS.contains(&key.as_str()));
     let options = PeerRequestOptions::no_options().with_meta(meta);
     let timeout = backend.call_timeout();
     // One deadline covers queueing the request and waiting for the answer.
@@ -263,6 +285,8 @@ async fn send(
             peer: context.peer.clone(),
             request_id: context.id.clone(),
             session: session_id(&context.extensions),
+            capabilities: context.client_capabilities().unwrap_or_default(),
+            questions,
         },
         downstream_token.map(|token| (handle.progress_token.clone(), token)),
     );

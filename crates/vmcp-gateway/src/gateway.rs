@@ -18,6 +18,7 @@ use crate::backend::health::Policies;
 use crate::backend::supervisor::{Liveness, Supervisor};
 use crate::backend::{Backend, BackendCapabilities, BackendId, BackendSpec, GatewayEvent};
 use crate::catalogue::{self, Catalogue};
+use crate::input_rounds::InputRounds;
 use crate::registry::{self, Registry, Step};
 use crate::relay::{Downstream, bounded};
 use crate::routes::CallRoutes;
@@ -83,6 +84,8 @@ pub struct Gateway {
     pub sessions: Arc<Sessions>,
     /// Forwarded requests in flight, for what backends send back.
     pub routes: Arc<CallRoutes>,
+    /// 2026-07-28 clients' calls parked while the client answers a backend's questions.
+    pub input_rounds: Arc<InputRounds>,
     /// Bounds the notifications relayed to clients at once.
     notifications: Arc<tokio::sync::Semaphore>,
     ready: watch::Sender<bool>,
@@ -190,6 +193,7 @@ impl Gateway {
             registry: ArcSwap::from_pointee(Registry::default()),
             catalogue: ArcSwap::from_pointee(Catalogue::default()),
             known: ArcSwap::from_pointee(Catalogue::default()),
+            input_rounds: Arc::new(InputRounds::default()),
             sessions: Arc::new(Sessions::new(config.server.max_sessions as usize)),
             routes: Arc::new(CallRoutes::default()),
             notifications: Arc::new(tokio::sync::Semaphore::new(

@@ -21,6 +21,8 @@
 //! - [`forward`]: sending one downstream request to its backend.
 //! - [`routes`], [`relay`]: what a backend sends back (progress, log messages,
 //!   resource updates, sampling/elicitation/roots) reaches the right client.
+//! - [`input_rounds`]: 2026-07-28 clients answer a backend's questions in
+//!   rounds (`InputRequiredResult`), while the backend's call keeps running.
 //! - [`sessions`], [`subscriptions`]: the client sessions and what each asked for.
 //! - [`uri_template`]: linear-time matching of resource URIs to templates.
 //! - [`server`]: the downstream MCP handler and the HTTP surface.
@@ -30,6 +32,7 @@ pub mod backend;
 pub mod catalogue;
 pub mod forward;
 pub mod gateway;
+pub mod input_rounds;
 pub mod log_limit;
 pub mod registry;
 pub mod relay;

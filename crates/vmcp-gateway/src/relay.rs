@@ -30,9 +30,10 @@ use rmcp::model::{
 use rmcp::service::{
     OriginatingRequestId, Peer, PeerRequestOptions, RequestContext, RoleClient, ServiceError,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 
+use crate::input_rounds::{Question, Questions};
 use crate::routes::{CallRoutes, Origin};
 use crate::sessions::Sessions;
 
@@ -85,6 +86,41 @@ fn missing_capability(
     }
 }
 
+/// Puts a backend's question to a 2026-07-28 client, which answers it in
+/// the next round of its call ([`crate::input_rounds`]).
+async fn ask_in_rounds(
+    questions: &Questions,
+    method: &'static str,
+    request: ServerRequest,
+    deadline: Instant,
+    timeout: Duration,
+    context: &RequestContext<RoleClient>,
+) -> Result<ClientResult, ErrorData> {
+    let (answer, answered) = oneshot::channel();
+    let asked = tokio::select! {
+        asked = tokio::time::timeout_at(deadline, questions.send(Question { request, answer })) => asked,
+        () = context.ct.cancelled() => return Err(cancelled()),
+    };
+    match asked {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return Err(call_ended()),
+        Err(_) => return Err(timed_out(method, timeout)),
+    }
+    let answer = tokio::select! {
+        answer = tokio::time::timeout_at(deadline, answered) => answer,
+        () = context.ct.cancelled() => return Err(cancelled()),
+    };
+    match answer {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err(call_ended()),
+        Err(_) => Err(timed_out(method, timeout)),
+    }
+}
+
+fn call_ended() -> ErrorData {
+    ErrorData::internal_error("the client's request ended before it answered", None)
+}
+
 fn method_of(request: &ServerRequest) -> &'static str {
     match request {
         ServerRequest::CreateMessageRequest(_) => "sampling/createMessage",
@@ -118,12 +154,7 @@ impl Downstream {
                     None,
                 )
             })?;
-        let capabilities = caller
-            .peer
-            .peer_info()
-            .map(|info| info.capabilities.clone())
-            .unwrap_or_default();
-        if let Some(missing) = missing_capability(&capabilities, &request) {
+        if let Some(missing) = missing_capability(&caller.capabilities, &request) {
             return Err(ErrorData::new(
                 ErrorCode::METHOD_NOT_FOUND,
                 format!("the client of this request does not support {missing}"),
@@ -137,14 +168,17 @@ impl Downstream {
             self.sessions
                 .url_elicitation_sent(session, backend, elicitation_id);
         }
-        // Ride the client call's own response stream (SEP-2260).
-        request
-            .extensions_mut()
-            .insert(OriginatingRequestId(caller.request_id.clone()));
         let mut meta = context.meta.clone();
         meta.0.0.remove("progressToken");
         request.get_meta_mut().extend(meta);
         let deadline = Instant::now() + timeout;
+        if let Some(questions) = &caller.questions {
+            return ask_in_rounds(questions, method, request, deadline, timeout, context).await;
+        }
+        // Ride the client call's own response stream (SEP-2260).
+        request
+            .extensions_mut()
+            .insert(OriginatingRequestId(caller.request_id.clone()));
         let sent = tokio::select! {
             sent = tokio::time::timeout_at(deadline, caller.peer.send_request_with_option(request, PeerRequestOptions::no_options())) => sent,
             () = context.ct.cancelled() => return Err(cancelled()),

@@ -19,10 +19,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use rmcp::model::{ProgressNotificationParam, ProgressToken, RequestId};
+use rmcp::model::{ClientCapabilities, ProgressNotificationParam, ProgressToken, RequestId};
 use rmcp::service::{InboundStreamOrigin, Peer, RoleServer};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use crate::input_rounds::Questions;
 
 /// The client call a backend is serving.
 #[derive(Clone)]
@@ -33,6 +35,12 @@ pub struct Caller {
     pub request_id: RequestId,
     /// The downstream session's `Mcp-Session-Id`, when it has one.
     pub session: Option<Arc<str>>,
+    /// What the client declared it can do (its session's, or this request's
+    /// own under 2026-07-28).
+    pub capabilities: ClientCapabilities,
+    /// For a 2026-07-28 client: where its questions go, to be answered in
+    /// rounds ([`crate::input_rounds`]). `None`: send them on `peer`.
+    pub questions: Option<Questions>,
 }
 
 /// Where a backend's request to the client arrived, as far as the transport knows.

@@ -12,11 +12,11 @@ use rmcp::ServerHandler;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
     CompleteRequestParams, CompleteResult, ErrorData, GetPromptRequest, GetPromptRequestParams,
-    GetPromptResponse, Implementation, InitializeResult, ListPromptsResult,
+    GetPromptResponse, Implementation, InitializeResult, InputResponses, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
     ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse,
-    Reference, ServerResult, SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams,
-    UnsubscribeRequestParams,
+    Reference, ResultType, ServerResult, SetLevelRequestParams, SubscribeRequest,
+    SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use vmcp_config::PartialFailureMode;
@@ -24,6 +24,7 @@ use vmcp_config::PartialFailureMode;
 use crate::backend::Backend;
 use crate::forward::{ForwardError, forward};
 use crate::gateway::Gateway;
+use crate::input_rounds::{Operation, Questions, is_ours};
 use crate::server::capabilities::{BackendOffer, announced};
 use crate::server::echo::echoed;
 use crate::server::pagination::page;
@@ -133,22 +134,179 @@ impl GatewayHandler {
         }
     }
 
+    /// Forwards `request` to `backend`. A 2026-07-28 client's call that the
+    /// backend has questions for is answered in rounds
+    /// ([`crate::input_rounds`]).
     async fn forward(
         &self,
-        backend: &Backend,
+        backend: &Arc<Backend>,
         request: ClientRequest,
         context: &RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
-        let _in_flight = self.gateway.begin_request();
-        tokio::select! {
-            result = forward(backend, request, context, &self.gateway.routes) => {
-                result.map_err(ErrorData::from)
-            }
-            () = self.gateway.in_flight_abandoned() => Err(ForwardError::ShuttingDown {
-                backend: backend.name().to_string(),
-            }
-            .into()),
+        let mut result = self.forward_in_rounds(backend, request, context).await?;
+        if answers_in_rounds(context) {
+            mark_complete(&mut result);
         }
+        Ok(result)
+    }
+
+    async fn forward_in_rounds(
+        &self,
+        backend: &Arc<Backend>,
+        mut request: ClientRequest,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        let Some(round) = answers_in_rounds(context)
+            .then(|| RoundParams::take(backend, &mut request))
+            .flatten()
+        else {
+            return forward_now(&self.gateway, backend, request, context, None).await;
+        };
+        let rounds = &self.gateway.input_rounds;
+        let timeout = backend.call_timeout();
+        match round.state {
+            Some(state) if is_ours(&state) => {
+                rounds
+                    .resume(
+                        &state,
+                        &round.operation,
+                        round.answers,
+                        &context.ct,
+                        timeout,
+                    )
+                    .await
+            }
+            state => {
+                // Not ours: the backend's own rounds, passed through.
+                round_params(&mut request, state, round.answers);
+                let gateway = Arc::clone(&self.gateway);
+                let backend = Arc::clone(backend);
+                let mut detached = context.clone();
+                rounds
+                    .start(
+                        round.operation,
+                        &context.ct,
+                        timeout,
+                        move |questions, ct| {
+                            // The call outlives this exchange when it is parked.
+                            detached.ct = ct;
+                            tokio::spawn(async move {
+                                forward_now(&gateway, &backend, request, &detached, Some(questions))
+                                    .await
+                            })
+                        },
+                    )
+                    .await
+            }
+        }
+    }
+}
+
+/// Forwards one request now, counted as in flight for the drain.
+async fn forward_now(
+    gateway: &Arc<Gateway>,
+    backend: &Backend,
+    request: ClientRequest,
+    context: &RequestContext<RoleServer>,
+    questions: Option<Questions>,
+) -> Result<ServerResult, ErrorData> {
+    let _in_flight = gateway.begin_request();
+    tokio::select! {
+        result = forward(backend, request, context, &gateway.routes, questions) => {
+            result.map_err(ErrorData::from)
+        }
+        () = gateway.in_flight_abandoned() => Err(ForwardError::ShuttingDown {
+            backend: backend.name().to_string(),
+        }
+        .into()),
+    }
+}
+
+/// Marks a final result as `resultType: complete`, which 2026-07-28 requires
+/// (a backend on an older revision does not send it).
+fn mark_complete(result: &mut ServerResult) {
+    let result_type = match result {
+        ServerResult::CallToolResult(r) => &mut r.result_type,
+        ServerResult::GetPromptResult(r) => &mut r.result_type,
+        ServerResult::ReadResourceResult(r) => &mut r.result_type,
+        ServerResult::CompleteResult(r) => &mut r.result_type,
+        _ => return,
+    };
+    result_type.get_or_insert(ResultType::COMPLETE);
+}
+
+/// Whether the client of this request speaks 2026-07-28 (or later), where
+/// a server asks for input by answering, not by sending requests.
+fn answers_in_rounds(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .meta
+        .protocol_version()
+        .is_some_and(|version| version.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+}
+
+/// The multi round-trip parameters of a call, taken out of it.
+struct RoundParams {
+    operation: Operation,
+    state: Option<String>,
+    answers: Option<InputResponses>,
+}
+
+impl RoundParams {
+    /// Takes `requestState` and `inputResponses` out of a call that can
+    /// need input (`tools/call`, `prompts/get`, `resources/read`).
+    fn take(backend: &Backend, request: &mut ClientRequest) -> Option<Self> {
+        let (method, target, state, answers) = match request {
+            ClientRequest::CallToolRequest(r) => (
+                "tools/call",
+                r.params.name.to_string(),
+                r.params.request_state.take(),
+                r.params.input_responses.take(),
+            ),
+            ClientRequest::GetPromptRequest(r) => (
+                "prompts/get",
+                r.params.name.clone(),
+                r.params.request_state.take(),
+                r.params.input_responses.take(),
+            ),
+            ClientRequest::ReadResourceRequest(r) => (
+                "resources/read",
+                r.params.uri.clone(),
+                r.params.request_state.take(),
+                r.params.input_responses.take(),
+            ),
+            _ => return None,
+        };
+        Some(Self {
+            operation: Operation {
+                method,
+                target: format!("{}/{target}", backend.name()),
+            },
+            state,
+            answers,
+        })
+    }
+}
+
+/// Puts a backend's own `requestState` and the answers for it back into the call.
+fn round_params(
+    request: &mut ClientRequest,
+    state: Option<String>,
+    answers: Option<InputResponses>,
+) {
+    match request {
+        ClientRequest::CallToolRequest(r) => {
+            r.params.request_state = state;
+            r.params.input_responses = answers;
+        }
+        ClientRequest::GetPromptRequest(r) => {
+            r.params.request_state = state;
+            r.params.input_responses = answers;
+        }
+        ClientRequest::ReadResourceRequest(r) => {
+            r.params.request_state = state;
+            r.params.input_responses = answers;
+        }
+        _ => {}
     }
 }
 
@@ -180,7 +338,7 @@ impl ServerHandler for GatewayHandler {
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2026_07_28))
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
@@ -324,6 +482,9 @@ impl ServerHandler for GatewayHandler {
             .await?
         {
             ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),
+            ServerResult::InputRequiredResult(result) => {
+                Ok(CallToolResponse::InputRequired(result))
+            }
             _ => Err(ForwardError::unexpected(&backend).into()),
         }
     }
@@ -369,6 +530,9 @@ impl ServerHandler for GatewayHandler {
             .await?
         {
             ServerResult::GetPromptResult(result) => Ok(GetPromptResponse::Complete(result)),
+            ServerResult::InputRequiredResult(result) => {
+                Ok(GetPromptResponse::InputRequired(result))
+            }
             _ => Err(ForwardError::unexpected(&backend).into()),
         }
     }
@@ -419,6 +583,9 @@ impl ServerHandler for GatewayHandler {
             .await?
         {
             ServerResult::ReadResourceResult(result) => Ok(ReadResourceResponse::Complete(result)),
+            ServerResult::InputRequiredResult(result) => {
+                Ok(ReadResourceResponse::InputRequired(result))
+            }
             _ => Err(ForwardError::unexpected(&backend).into()),
         }
     }

@@ -1,0 +1,139 @@
+"""Protocol revision 2026-07-28 (stateless: no handshake, no session,
+per-request `_meta`, input asked for in rounds) next to the handshake
+revisions on one gateway: a 2026-07-28 client and a 2025-11-25 client see
+the same catalogue and the same call results, and what a backend asks
+mid-call (sampling, elicitation, roots) reaches a 2026-07-28 client as
+`inputRequests`, answered on its retry."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+
+from mcp.shared.exceptions import MCPError
+
+from harness import Launcher, Sampler, call_error, call_text, connect, paged, text_of
+
+pytestmark = pytest.mark.anyio
+
+MODERN = "2026-07-28"
+
+
+async def view(client: Any) -> dict[str, Any]:
+    """What a client sees of the gateway: lists and a few call results."""
+    return {
+        "tools": sorted(t.name for t in await paged(client.list_tools, "tools")),
+        "prompts": sorted(p.name for p in await paged(client.list_prompts, "prompts")),
+        "resources": sorted(str(r.uri) for r in await paged(client.list_resources, "resources")),
+        "echo": await call_text(client, "pyhttp_echo", {"text": "same for all"}),
+        "add": await call_text(client, "pyhttp_add", {"a": 2, "b": 40}),
+    }
+
+
+async def test_a_2026_client_and_a_2025_client_see_the_same_gateway(launcher: Launcher) -> None:
+    stack = launcher.stack(names=("pyhttp",))
+    async with connect(stack.url, mode=MODERN) as modern, connect(stack.url) as legacy:
+        assert modern.protocol_version == MODERN
+        assert legacy.protocol_version == "2025-11-25"
+        seen_modern, seen_legacy = await view(modern), await view(legacy)
+        assert seen_modern == seen_legacy
+        assert "pyhttp_echo" in seen_modern["tools"] and seen_modern["echo"] == "same for all"
+
+
+async def test_sampling_reaches_a_2026_client_in_rounds(launcher: Launcher) -> None:
+    stack = launcher.stack(names=("pyhttp",))
+    sampler = Sampler("model-modern")
+    async with connect(stack.url, mode=MODERN, sampling_callback=sampler) as client:
+        answer = await call_text(client, "pyhttp_ask_llm", {"prompt": "stateless question"})
+    assert answer == "model-modern: answer to stateless question"
+    assert sampler.prompts == ["stateless question"]
+
+
+async def test_two_2026_clients_sampling_at_once_each_get_their_own_answer(launcher: Launcher) -> None:
+    stack = launcher.stack(names=("pyhttp",))
+    alice, bob = Sampler("model-alice"), Sampler("model-bob")
+    results: dict[str, str] = {}
+    async with (
+        connect(stack.url, mode=MODERN, sampling_callback=alice) as a,
+        connect(stack.url, sampling_callback=bob) as b,
+    ):
+
+        async def ask(client: Any, who: str) -> None:
+            results[who] = await call_text(client, "pyhttp_ask_llm", {"prompt": f"question from {who}"})
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask, a, "alice")
+            tg.start_soon(ask, b, "bob")
+    assert results == {
+        "alice": "model-alice: answer to question from alice",
+        "bob": "model-bob: answer to question from bob",
+    }
+    assert alice.prompts == ["question from alice"] and bob.prompts == ["question from bob"]
+
+
+async def test_elicitation_and_roots_reach_a_2026_client_and_refusals_travel_back(launcher: Launcher) -> None:
+    stack = launcher.stack(names=("pyhttp",))
+    asked: list[str] = []
+
+    async def elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        if "decline" in params.message:
+            return types.ElicitResult(action="decline")
+        return types.ElicitResult(action="accept", content={"answer": "forty-two"})
+
+    async def roots(context: Any) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri="file:///work/modern", name="m")])
+
+    async with connect(stack.url, mode=MODERN, elicitation_callback=elicit, list_roots_callback=roots) as client:
+        assert await call_text(client, "pyhttp_ask_user", {"question": "what is it?"}) == "accept: forty-two"
+        assert await call_text(client, "pyhttp_ask_user", {"question": "please decline"}) == "decline: "
+        assert json.loads(await call_text(client, "pyhttp_my_roots")) == ["file:///work/modern"]
+    assert asked == ["what is it?", "please decline"]
+
+
+async def test_a_2026_client_without_the_capability_is_never_asked(launcher: Launcher) -> None:
+    stack = launcher.stack(names=("pyhttp",))
+    async with connect(stack.url, mode=MODERN) as plain:
+        assert "does not support sampling" in await call_error(plain, "pyhttp_ask_llm", {"prompt": "unseen"})
+        assert "does not support elicitation" in await call_error(plain, "pyhttp_ask_user", {"question": "unseen"})
+        # The gateway holds nothing for a call that needed no rounds.
+        assert await call_text(plain, "pyhttp_whoami") == "pyhttp"
+
+
+async def test_a_forged_reused_or_misdirected_request_state_is_refused(launcher: Launcher) -> None:
+    stack = launcher.stack(names=("pyhttp",))
+    sampler = Sampler("model-manual")
+    async with connect(stack.url, mode=MODERN, sampling_callback=sampler) as client:
+        session = client.session
+
+        async def refused(name: str, arguments: dict[str, Any], state: str, answers: Any = None) -> str:
+            with pytest.raises(MCPError) as caught:
+                await session.call_tool(
+                    name, arguments, input_responses=answers, request_state=state, allow_input_required=True
+                )
+            return caught.value.message
+
+        for forged in ("vmcp1.00000000000000000000000000000000", "vmcp1.not-even-hex"):
+            assert "requestState is unknown or has expired" in await refused("pyhttp_echo", {"text": "x"}, forged)
+
+        # Drive the rounds by hand: the gateway asks once, under a fresh state.
+        arguments = {"prompt": "by hand"}
+        first = await session.call_tool("pyhttp_ask_llm", arguments, allow_input_required=True)
+        assert isinstance(first, types.InputRequiredResult), first
+        assert first.request_state and first.request_state.startswith("vmcp1.")
+        [(key, request)] = list((first.input_requests or {}).items())
+        assert request.method == "sampling/createMessage"
+        # The state names this call only.
+        assert "issued for a different request" in await refused("pyhttp_echo", {"text": "x"}, first.request_state)
+        answer = {key: await sampler(None, request.params)}
+        done = await session.call_tool(
+            "pyhttp_ask_llm", arguments, input_responses=answer, request_state=first.request_state,
+            allow_input_required=True,
+        )
+        assert isinstance(done, types.CallToolResult) and text_of(done) == "model-manual: answer to by hand"
+        # Used once, gone.
+        assert "unknown or has expired" in await refused("pyhttp_ask_llm", arguments, first.request_state, answer)
