@@ -137,3 +137,35 @@ async def test_a_forged_reused_or_misdirected_request_state_is_refused(launcher:
         assert isinstance(done, types.CallToolResult) and text_of(done) == "model-manual: answer to by hand"
         # Used once, gone.
         assert "unknown or has expired" in await refused("pyhttp_ask_llm", arguments, first.request_state, answer)
+
+
+async def test_a_2026_client_hears_list_changes_on_subscriptions_listen(launcher: Launcher) -> None:
+    """2026-07-28 has no standing stream: the client opens `subscriptions/listen`
+    and the gateway sends catalogue changes on it."""
+    stack = launcher.stack(names=("pyhttp",))
+    async with connect(stack.url, mode=MODERN) as client:
+        async with client.listen(tools_list_changed=True, resource_subscriptions=["py://pyhttp/watched"]) as sub:
+            # Resource updates ride sessions (resources/subscribe); the gateway says so in the ack.
+            assert sub.honored.tools_list_changed is True
+            assert not sub.honored.resource_subscriptions
+            assert await call_text(client, "pyhttp_toggle_extra") == "added"
+            with anyio.fail_after(10):
+                event = await sub.__anext__()
+            assert type(event).__name__ == "ToolsListChanged", event
+            assert "pyhttp_extra" in {t.name for t in await paged(client.list_tools, "tools")}
+            assert await call_text(client, "pyhttp_toggle_extra") == "removed"
+            with anyio.fail_after(10):
+                event = await sub.__anext__()
+            assert type(event).__name__ == "ToolsListChanged", event
+
+
+async def test_progress_reaches_a_2026_client(launcher: Launcher) -> None:
+    stack = launcher.stack(names=("pyhttp",))
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async with connect(stack.url, mode=MODERN) as client:
+        assert await call_text(client, "pyhttp_slow", {"seconds": 0.6}, progress_callback=on_progress) == "slept 0.6 on pyhttp"
+    assert len(progress) >= 2 and progress == sorted(progress), progress

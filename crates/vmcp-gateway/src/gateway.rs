@@ -17,7 +17,10 @@ use vmcp_domain::status::{HealthSnapshot, Status, Timestamp, build_status};
 use crate::backend::health::Policies;
 use crate::backend::supervisor::{Liveness, Supervisor};
 use crate::backend::{Backend, BackendCapabilities, BackendId, BackendSpec, GatewayEvent};
-use crate::catalogue::{self, Catalogue};
+use crate::catalogue::{self, Catalogue, ListChanges};
+
+/// Catalogue changes kept for a slow `subscriptions/listen` before it lags.
+const LIST_CHANGES_BACKLOG: usize = 16;
 use crate::input_rounds::InputRounds;
 use crate::registry::{self, Registry, Step};
 use crate::relay::{Downstream, bounded};
@@ -88,6 +91,8 @@ pub struct Gateway {
     pub input_rounds: Arc<InputRounds>,
     /// Bounds the notifications relayed to clients at once.
     notifications: Arc<tokio::sync::Semaphore>,
+    /// Catalogue changes, for 2026-07-28 clients' `subscriptions/listen`.
+    list_changes: tokio::sync::broadcast::Sender<ListChanges>,
     ready: watch::Sender<bool>,
     /// Whether the backend list is complete enough to become ready: always
     /// in CLI mode, after the first `set_backends` in discovery mode.
@@ -196,6 +201,7 @@ impl Gateway {
             input_rounds: Arc::new(InputRounds::default()),
             sessions: Arc::new(Sessions::new(config.server.max_sessions as usize)),
             routes: Arc::new(CallRoutes::default()),
+            list_changes: tokio::sync::broadcast::channel(LIST_CHANGES_BACKLOG).0,
             notifications: Arc::new(tokio::sync::Semaphore::new(
                 crate::relay::MAX_NOTIFICATIONS_IN_FLIGHT,
             )),
@@ -339,7 +345,13 @@ impl Gateway {
             .send(GatewayEvent::RegistryChanged);
     }
 
-    /// The downstream side, as backend connections see it.
+    /// Catalogue changes from now on (for `subscriptions/listen`). A
+    /// listener that falls more than a few changes behind is told it lagged.
+    pub fn list_changes(&self) -> tokio::sync::broadcast::Receiver<ListChanges> {
+        self.list_changes.subscribe()
+    }
+
+    /// The downstream side as backend connections see it.
     pub fn downstream(&self) -> Downstream {
         Downstream {
             routes: self.routes.clone(),
@@ -699,6 +711,10 @@ async fn aggregate(
         }
         let changes = gateway.catalogue.load().changes_since(&previous);
         gateway.sessions.broadcast(changes);
+        if changes.any() {
+            // No listener is not an error.
+            let _ = gateway.list_changes.send(changes);
+        }
         if !gateway.is_ready()
             && discovered
             && registry

@@ -16,12 +16,14 @@ use rmcp::model::{
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
     ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse,
     Reference, ResultType, ServerResult, SetLevelRequestParams, SubscribeRequest,
-    SubscribeRequestParams, UnsubscribeRequestParams,
+    SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
-use rmcp::service::{NotificationContext, RequestContext, RoleServer};
+use rmcp::service::{NotificationContext, RequestContext, RoleServer, SubscriptionContext};
+use tokio::sync::broadcast::error::RecvError;
 use vmcp_config::PartialFailureMode;
 
 use crate::backend::Backend;
+use crate::catalogue::ListChanges;
 use crate::forward::{ForwardError, forward};
 use crate::gateway::Gateway;
 use crate::input_rounds::{Operation, Questions, is_ours};
@@ -339,6 +341,43 @@ impl ServerHandler for GatewayHandler {
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
         Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2026_07_28))
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        // List changes, yes; resource updates ride sessions (resources/subscribe) only.
+        let mut accepted = requested.clone();
+        accepted.resource_subscriptions = None;
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let mut changes = self.gateway.list_changes();
+        loop {
+            let changes = tokio::select! {
+                () = context.cancelled() => return Ok(()),
+                change = changes.recv() => match change {
+                    Ok(changes) => changes,
+                    // Missed some: every list may have changed.
+                    Err(RecvError::Lagged(_)) => ListChanges { tools: true, prompts: true, resources: true },
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+            };
+            let sink = context.sink();
+            let accepted = sink.accepted();
+            // A send fails only when the listener is gone; the next loop turn sees it.
+            if changes.tools && accepted.tools_list_changed == Some(true) {
+                let _ = sink.notify_tool_list_changed().await;
+            }
+            if changes.prompts && accepted.prompts_list_changed == Some(true) {
+                let _ = sink.notify_prompt_list_changed().await;
+            }
+            if changes.resources && accepted.resources_list_changed == Some(true) {
+                let _ = sink.notify_resource_list_changed().await;
+            }
+        }
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
