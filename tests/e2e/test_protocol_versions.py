@@ -42,6 +42,18 @@ async def test_a_2026_client_and_a_2025_client_see_the_same_gateway(launcher: La
         seen_modern, seen_legacy = await view(modern), await view(legacy)
         assert seen_modern == seen_legacy
         assert "pyhttp_echo" in seen_modern["tools"] and seen_modern["echo"] == "same for all"
+        # Offered only where the gateway delivers it: backend log messages and
+        # resource updates reach sessions (the handshake revisions) only.
+    # A client in `auto` mode asks server/discover (a pinned one does not).
+    async with connect(stack.url, mode="auto") as discovered, connect(stack.url) as legacy:
+        assert discovered.protocol_version == MODERN
+        # Offered only where the gateway delivers it: backend log messages and
+        # resource updates reach sessions (the handshake revisions) only.
+        modern_caps, legacy_caps = discovered.server_capabilities, legacy.server_capabilities
+        assert legacy_caps.logging is not None and legacy_caps.resources.subscribe is True
+        assert modern_caps.logging is None and not modern_caps.resources.subscribe
+        assert modern_caps.tools.list_changed is True and modern_caps.resources.list_changed is True
+        assert modern_caps.prompts is not None
 
 
 async def test_sampling_reaches_a_2026_client_in_rounds(launcher: Launcher) -> None:
@@ -169,3 +181,13 @@ async def test_progress_reaches_a_2026_client(launcher: Launcher) -> None:
     async with connect(stack.url, mode=MODERN) as client:
         assert await call_text(client, "pyhttp_slow", {"seconds": 0.6}, progress_callback=on_progress) == "slept 0.6 on pyhttp"
     assert len(progress) >= 2 and progress == sorted(progress), progress
+
+
+async def test_sampling_from_a_stdio_backend_reaches_a_2026_client(launcher: Launcher) -> None:
+    """stdio has no per-request streams: the request belongs to the one call in flight."""
+    stack = launcher.stack(names=("everything",))
+    sampler = Sampler("model-stdio")
+    async with connect(stack.url, mode=MODERN, sampling_callback=sampler) as client:
+        answer = await call_text(client, "everything_trigger-sampling-request", {"prompt": "hello modern"})
+    assert sampler.prompts == ["Resource trigger-sampling-request context: hello modern"]
+    assert '"model": "model-stdio"' in answer, answer

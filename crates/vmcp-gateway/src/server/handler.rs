@@ -11,12 +11,12 @@ use std::sync::Arc;
 use rmcp::ServerHandler;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
-    CompleteRequestParams, CompleteResult, ErrorData, GetPromptRequest, GetPromptRequestParams,
-    GetPromptResponse, Implementation, InitializeResult, InputResponses, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse,
-    Reference, ResultType, ServerResult, SetLevelRequestParams, SubscribeRequest,
-    SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
+    CompleteRequestParams, CompleteResult, DiscoverResult, ErrorData, GetPromptRequest,
+    GetPromptRequestParams, GetPromptResponse, Implementation, InitializeResult, InputResponses,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams,
+    ReadResourceResponse, Reference, ResultType, ServerResult, SetLevelRequestParams,
+    SubscribeRequest, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleServer, SubscriptionContext};
 use tokio::sync::broadcast::error::RecvError;
@@ -336,6 +336,22 @@ impl ServerHandler for GatewayHandler {
         InitializeResult::new(capabilities).with_server_info(Implementation::new(
             self.gateway.config().name.clone(),
             env!("CARGO_PKG_VERSION"),
+        ))
+    }
+
+    async fn discover(&self, _: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
+        let mut info = self.get_info();
+        // What the gateway cannot do for a 2026-07-28 client yet is not
+        // offered to it: backend log messages (they are not tied to the
+        // request that caused them) and resource updates on
+        // subscriptions/listen.
+        info.capabilities.logging = None;
+        if let Some(resources) = info.capabilities.resources.as_mut() {
+            resources.subscribe = None;
+        }
+        Ok(DiscoverResult::from_server_info(
+            self.supported_protocol_versions().into_owned(),
+            info,
         ))
     }
 
