@@ -181,6 +181,32 @@ async def test_log_messages_respect_each_sessions_level(launcher: Launcher) -> N
         assert silent.logs == []
 
 
+async def test_the_upstream_log_level_follows_the_sessions_that_remain(launcher: Launcher) -> None:
+    stack = launcher.stack(names=("pyhttp",))
+
+    async def last_level(client: Any) -> str:
+        return (await upstream_state(client, "pyhttp"))["levels"][-1]
+
+    async with connect(stack.url) as watcher:
+        async with connect(stack.url) as a:
+            await a.set_logging_level("warning")
+            async with connect(stack.url) as b:
+                await b.set_logging_level("debug")
+                assert await last_level(watcher) == "debug"
+
+            async def back_to_warning() -> bool:
+                return await last_level(watcher) == "warning"
+
+            # The most verbose session ended: the backend logs only what the rest want.
+            await await_until(back_to_warning, timeout=10, what="upstream level lowered to warning")
+
+        async def quiet() -> bool:
+            return await last_level(watcher) == "emergency"
+
+        # Nobody wants logs: the backend is quieted as far as MCP allows.
+        await await_until(quiet, timeout=10, what="upstream level lowered to emergency")
+
+
 async def test_resource_updates_reach_subscribers_only_and_survive_a_backend_restart(launcher: Launcher) -> None:
     stack = launcher.stack(names=("pyhttp",))
     uri = "py://pyhttp/watched"

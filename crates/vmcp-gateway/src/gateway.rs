@@ -25,7 +25,7 @@ use crate::input_rounds::InputRounds;
 use crate::registry::{self, Registry, Step};
 use crate::relay::{Downstream, bounded};
 use crate::routes::CallRoutes;
-use crate::sessions::Sessions;
+use crate::sessions::{Released, Sessions};
 
 /// How to start a gateway.
 #[derive(Clone, Debug)]
@@ -367,14 +367,22 @@ impl Gateway {
         peer: rmcp::service::Peer<rmcp::service::RoleServer>,
     ) {
         let (_, released) = self.sessions.add(session_id, peer);
-        self.unsubscribe_upstream(released);
+        self.release_upstream(released);
     }
 
     /// A client session ended: what only it was subscribed to is
-    /// unsubscribed upstream.
+    /// unsubscribed upstream, and backends log no more verbosely than the
+    /// remaining sessions want.
     pub fn session_closed(&self, session_id: &str) {
         let released = self.sessions.remove(session_id);
-        self.unsubscribe_upstream(released);
+        self.release_upstream(released);
+    }
+
+    fn release_upstream(&self, released: Released) {
+        self.unsubscribe_upstream(released.subscriptions);
+        if let Some(level) = released.log_level {
+            self.apply_log_level(level);
+        }
     }
 
     /// Sends `resources/unsubscribe` for each (backend, URI), in the background.

@@ -104,6 +104,21 @@ impl Table {
             .map(|i| LEVELS[i])
     }
 
+    /// What sessions that ended leave to undo upstream, given the log
+    /// level backends were set to before they ended.
+    fn released(
+        &self,
+        before: Option<LoggingLevel>,
+        subscriptions: Vec<(Arc<str>, String)>,
+    ) -> Released {
+        let after = self.upstream_level();
+        Released {
+            subscriptions,
+            // Nobody wants logs any more: quiet the backends as far as MCP allows.
+            log_level: (after != before).then(|| after.unwrap_or(LoggingLevel::Emergency)),
+        }
+    }
+
     /// Removes one session and everything it held; returns what to
     /// unsubscribe upstream.
     fn remove(&mut self, key: &Key) -> Vec<(Arc<str>, String)> {
@@ -132,6 +147,16 @@ impl Table {
             .collect();
         closed.iter().flat_map(|key| self.remove(key)).collect()
     }
+}
+
+/// What ended sessions leave to undo upstream.
+#[derive(Debug, Default, PartialEq)]
+pub struct Released {
+    /// (backend, URI) subscriptions no session holds any more.
+    pub subscriptions: Vec<(Arc<str>, String)>,
+    /// The log level backends should now be set to, when it changed (it
+    /// only becomes less verbose when sessions end).
+    pub log_level: Option<LoggingLevel>,
 }
 
 /// Why a per-session request was refused.
@@ -177,12 +202,9 @@ impl Sessions {
     /// `Mcp-Session-Id` when it has one. Returns false (and keeps nothing)
     /// when the table is full of live sessions, and the (backend, URI)
     /// subscriptions of swept sessions to release upstream.
-    pub fn add(
-        &self,
-        session_id: Option<&str>,
-        peer: Peer<RoleServer>,
-    ) -> (bool, Vec<(Arc<str>, String)>) {
+    pub fn add(&self, session_id: Option<&str>, peer: Peer<RoleServer>) -> (bool, Released) {
         let mut table = self.lock();
+        let before = table.upstream_level();
         let mut released = Vec::new();
         if table.entries.len() >= table.sweep_at.min(self.capacity) {
             released = table.sweep();
@@ -201,6 +223,7 @@ impl Sessions {
                 capacity = self.capacity,
                 "session table full; this session gets no list_changed notifications"
             );
+            let released = table.released(before, released);
             return (false, released);
         }
         released.extend(table.remove(&key));
@@ -213,13 +236,17 @@ impl Sessions {
                 url_elicitations: Vec::new(),
             },
         );
+        let released = table.released(before, released);
         (true, released)
     }
 
-    /// Forgets a session that rmcp closed; returns the (backend, URI)
-    /// subscriptions nobody holds any more.
-    pub fn remove(&self, session_id: &str) -> Vec<(Arc<str>, String)> {
-        self.lock().remove(&Key::Session(Arc::from(session_id)))
+    /// Forgets a session that rmcp closed; returns what it held that
+    /// nobody else needs.
+    pub fn remove(&self, session_id: &str) -> Released {
+        let mut table = self.lock();
+        let before = table.upstream_level();
+        let subscriptions = table.remove(&Key::Session(Arc::from(session_id)));
+        table.released(before, subscriptions)
     }
 
     /// Number of live sessions.
