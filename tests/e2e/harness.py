@@ -75,7 +75,7 @@ EVERYTHING_DOCS = ("architecture.md", "extension.md", "features.md", "how-it-wor
 EVERYTHING_TEMPLATES = frozenset({"demo://resource/dynamic/text/{resourceId}", "demo://resource/dynamic/blob/{resourceId}"})
 PY_TOOLS = frozenset(
     {"echo", "add", "whoami", "slow", "fail", "stats", "toggle_extra"}
-    | {"ask_llm", "ask_user", "ask_url", "my_roots", "log_all", "touch", "upstream_state"}
+    | {"ask_llm", "ask_user", "ask_url", "my_roots", "log_all", "touch", "upstream_state", "refuse_subscribe"}
 )
 PY_PROMPTS = frozenset({"greet"})
 PY_TEMPLATE = "py://items/{item_id}"

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from harness import Launcher, Sampler, await_until, call_error, call_text, connect
 
@@ -205,6 +206,31 @@ async def test_the_upstream_log_level_follows_the_sessions_that_remain(launcher:
 
         # Nobody wants logs: the backend is quieted as far as MCP allows.
         await await_until(quiet, timeout=10, what="upstream level lowered to emergency")
+
+
+async def test_a_session_subscribing_while_another_subscribe_fails_is_subscribed_for_real(launcher: Launcher) -> None:
+    """Two sessions subscribe to one URI at once and the backend refuses the
+    first: the second is not told "subscribed" on the strength of the first
+    one's attempt; it subscribes upstream itself."""
+    stack = launcher.stack(names=("pyhttp",))
+    uri = "py://pyhttp/watched"
+    outcomes: dict[str, str] = {}
+    async with connect(stack.url) as a, connect(stack.url) as b:
+        assert await call_text(a, "pyhttp_refuse_subscribe", {"times": 1}) == "refusing 1"
+
+        async def subscribe(client: Any, who: str, delay: float) -> None:
+            await anyio.sleep(delay)
+            try:
+                await client.subscribe_resource(uri)
+                outcomes[who] = "subscribed"
+            except MCPError as err:
+                outcomes[who] = f"refused: {err.message}"
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(subscribe, a, "a", 0.0)
+            tg.start_soon(subscribe, b, "b", 0.2)  # while a's subscribe is under way upstream
+        assert outcomes == {"a": "refused: subscriptions are refused right now", "b": "subscribed"}, outcomes
+        assert (await upstream_state(a, "pyhttp"))["subscribed"] == [uri]
 
 
 async def test_resource_updates_reach_subscribers_only_and_survive_a_backend_restart(launcher: Launcher) -> None:

@@ -34,6 +34,8 @@ Catalogue (NAME is --name):
              upstream_state() -> JSON: log levels set on this backend, the
                                  URIs subscribed now, and how many
                                  notifications/roots/list_changed arrived
+             refuse_subscribe(times) -> the next `times` resources/subscribe
+                                 are refused, each after 0.5 s
   resources  py://NAME/watched (subscribable: resources/subscribe and
                                 unsubscribe are served)
 """
@@ -50,6 +52,7 @@ import anyio
 import mcp_types as types
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
 LOOPBACK = "127.0.0.1"
@@ -205,6 +208,7 @@ def build_server(name: str, transport: str) -> MCPServer:
 
     watched = f"py://{name}/watched"
     upstream: dict[str, Any] = {"levels": [], "subscribed": [], "roots_changed": 0}
+    refusals = {"left": 0}
 
     @server.tool()
     async def touch(ctx: Context) -> str:
@@ -217,12 +221,22 @@ def build_server(name: str, transport: str) -> MCPServer:
         """Log levels set on this backend, and the URIs subscribed now."""
         return json.dumps(upstream, sort_keys=True)
 
+    @server.tool()
+    def refuse_subscribe(times: int) -> str:
+        """Refuse the next `times` resources/subscribe requests (slowly)."""
+        refusals["left"] = times
+        return f"refusing {times}"
+
     @server.resource(watched, mime_type="text/plain")
     def watched_resource() -> str:
         """A resource clients can subscribe to; touch() announces updates."""
         return f"watched on {name}"
 
     async def on_subscribe(_ctx, params: types.SubscribeRequestParams) -> types.EmptyResult:
+        if refusals["left"] > 0:
+            refusals["left"] -= 1
+            await anyio.sleep(0.5)
+            raise MCPError(-32603, "subscriptions are refused right now")
         if str(params.uri) not in upstream["subscribed"]:
             upstream["subscribed"].append(str(params.uri))
         return types.EmptyResult()

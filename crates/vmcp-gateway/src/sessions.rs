@@ -174,6 +174,8 @@ pub enum SessionError {
 pub struct Sessions {
     table: Mutex<Table>,
     capacity: usize,
+    /// Woken when an upstream subscribe settles (sessions may wait for it).
+    settled: tokio::sync::Notify,
 }
 
 impl Default for Sessions {
@@ -195,6 +197,7 @@ impl Sessions {
                 url_elicitations: HashMap::new(),
             }),
             capacity: capacity.max(1),
+            settled: tokio::sync::Notify::new(),
         }
     }
 
@@ -323,6 +326,26 @@ impl Sessions {
     /// `session` unsubscribes from `uri`; returns what to do upstream.
     pub fn unsubscribe(&self, session: &Arc<str>, uri: &str) -> Upstream {
         self.lock().subscriptions.unsubscribe(session, uri)
+    }
+
+    /// The upstream subscribe `session` sent for `uri` settled: accepted
+    /// (other sessions join it) or refused (the session holds nothing, and
+    /// a waiting session becomes the first). Wakes the waiting sessions.
+    pub fn subscription_settled(&self, session: &Arc<str>, uri: &str, accepted: bool) {
+        {
+            let mut table = self.lock();
+            if accepted {
+                table.subscriptions.confirm(uri);
+            } else {
+                table.subscriptions.unsubscribe(session, uri);
+            }
+        }
+        self.settled.notify_waiters();
+    }
+
+    /// Resolves the next time any upstream subscribe settles.
+    pub fn settled(&self) -> tokio::sync::futures::Notified<'_> {
+        self.settled.notified()
     }
 
     /// The sessions subscribed to `uri` of `backend`.

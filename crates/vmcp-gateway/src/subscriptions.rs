@@ -28,8 +28,12 @@ pub enum SubscribeError {
 pub enum Upstream {
     /// Nothing: other sessions already hold (or still hold) the subscription.
     Nothing,
-    /// Send `resources/subscribe` for the URI to this backend.
+    /// Send `resources/subscribe` for the URI to this backend, then report
+    /// the outcome ([`Subscriptions::confirm`] or [`Subscriptions::unsubscribe`]).
     Subscribe(Arc<str>),
+    /// Another session's upstream subscribe for the URI is under way: ask
+    /// again once it settled (nothing was recorded for this session).
+    Pending,
     /// Send `resources/unsubscribe` for the URI to this backend.
     Unsubscribe(Arc<str>),
 }
@@ -37,6 +41,8 @@ pub enum Upstream {
 struct Subscribed {
     backend: Arc<str>,
     sessions: HashSet<Arc<str>>,
+    /// The backend accepted the subscription (until then, later sessions wait).
+    confirmed: bool,
 }
 
 /// The subscription table.
@@ -61,6 +67,9 @@ impl Subscriptions {
         if held.len() >= MAX_PER_SESSION {
             return Err(SubscribeError::TooMany);
         }
+        if self.by_uri.get(uri).is_some_and(|entry| !entry.confirmed) {
+            return Ok(Upstream::Pending);
+        }
         held.insert(uri.to_string());
         let entry = self
             .by_uri
@@ -68,6 +77,7 @@ impl Subscriptions {
             .or_insert_with(|| Subscribed {
                 backend: backend.clone(),
                 sessions: HashSet::new(),
+                confirmed: false,
             });
         let first = entry.sessions.is_empty();
         entry.sessions.insert(session.clone());
@@ -76,6 +86,14 @@ impl Subscriptions {
         } else {
             Upstream::Nothing
         })
+    }
+
+    /// The backend accepted the subscription to `uri`: later sessions join it.
+    /// (When it refused, the first session unsubscribes, which drops the entry.)
+    pub fn confirm(&mut self, uri: &str) {
+        if let Some(entry) = self.by_uri.get_mut(uri) {
+            entry.confirmed = true;
+        }
     }
 
     /// `session` unsubscribes from `uri` (a no-op when it was not subscribed).
@@ -161,6 +179,7 @@ mod tests {
             subs.subscribe(&a, "x://1", &be),
             Ok(Upstream::Subscribe(be.clone()))
         );
+        subs.confirm("x://1");
         assert_eq!(subs.subscribe(&b, "x://1", &be), Ok(Upstream::Nothing));
         assert_eq!(subs.subscribe(&a, "x://1", &be), Ok(Upstream::Nothing));
         let mut who = subs.subscribers("be", "x://1");
@@ -179,6 +198,7 @@ mod tests {
         let (a, b, be) = (s("a"), s("b"), s("be"));
         subs.subscribe(&a, "x://1", &be).expect("subscribed");
         subs.subscribe(&a, "x://2", &be).expect("subscribed");
+        subs.confirm("x://2");
         subs.subscribe(&b, "x://2", &be).expect("subscribed");
         assert_eq!(
             subs.drop_session(&a),
@@ -188,6 +208,29 @@ mod tests {
         assert!(subs.drop_session(&a).is_empty());
         assert_eq!(subs.drop_session(&b), vec![(be, "x://2".to_string())]);
         assert!(subs.is_empty());
+    }
+
+    #[test]
+    fn while_the_first_subscribe_is_under_way_others_wait_and_take_over_if_it_fails() {
+        let mut subs = Subscriptions::default();
+        let (a, b, be) = (s("a"), s("b"), s("be"));
+        assert_eq!(
+            subs.subscribe(&a, "x://1", &be),
+            Ok(Upstream::Subscribe(be.clone()))
+        );
+        assert_eq!(subs.subscribe(&b, "x://1", &be), Ok(Upstream::Pending));
+        assert_eq!(subs.subscribers("be", "x://1"), vec![a.clone()]);
+        // The backend refused a's subscribe: the entry goes, and b is the first now.
+        subs.unsubscribe(&a, "x://1");
+        assert_eq!(
+            subs.subscribe(&b, "x://1", &be),
+            Ok(Upstream::Subscribe(be.clone()))
+        );
+        subs.confirm("x://1");
+        assert_eq!(subs.subscribe(&a, "x://1", &be), Ok(Upstream::Nothing));
+        let mut who = subs.subscribers("be", "x://1");
+        who.sort();
+        assert_eq!(who, vec![a, b]);
     }
 
     #[test]
@@ -206,6 +249,7 @@ mod tests {
         for i in 0..MAX_PER_SESSION {
             subs.subscribe(&a, &format!("x://{i}"), &be)
                 .expect("subscribed");
+            subs.confirm(&format!("x://{i}"));
         }
         assert_eq!(
             subs.subscribe(&a, "x://one-more", &be),

@@ -441,13 +441,30 @@ impl ServerHandler for GatewayHandler {
                 None,
             ));
         }
-        let upstream = self
-            .gateway
-            .sessions
-            .subscribe(&session, &request.uri, backend.name_arc())
-            .map_err(|err| ErrorData::invalid_request(err.to_string(), None))?;
-        if upstream == Upstream::Nothing {
-            return Ok(());
+        let sessions = &self.gateway.sessions;
+        let deadline = tokio::time::Instant::now() + backend.call_timeout();
+        loop {
+            let settled = sessions.settled();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            let upstream = sessions
+                .subscribe(&session, &request.uri, backend.name_arc())
+                .map_err(|err| ErrorData::invalid_request(err.to_string(), None))?;
+            match upstream {
+                Upstream::Nothing => return Ok(()),
+                Upstream::Subscribe(_) => break,
+                // Another session's subscribe to this URI is under way: its
+                // outcome decides whether this one joins it or goes first.
+                Upstream::Pending | Upstream::Unsubscribe(_) => {
+                    if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                        return Err(ForwardError::Timeout {
+                            backend: backend.name().to_string(),
+                            timeout: backend.call_timeout(),
+                        }
+                        .into());
+                    }
+                }
+            }
         }
         let uri = request.uri.clone();
         let sent = self
@@ -457,12 +474,9 @@ impl ServerHandler for GatewayHandler {
                 &context,
             )
             .await;
-        if let Err(err) = sent {
-            // Not subscribed upstream: the session holds nothing either.
-            self.gateway.sessions.unsubscribe(&session, &uri);
-            return Err(err);
-        }
-        Ok(())
+        // Refused upstream: the session holds nothing either.
+        sessions.subscription_settled(&session, &uri, sent.is_ok());
+        sent.map(|_| ())
     }
 
     async fn unsubscribe(

@@ -61,6 +61,7 @@ pub const PY_TOOLS: &[&str] = &[
     "log_all",
     "touch",
     "upstream_state",
+    "refuse_subscribe",
 ];
 
 /// Tools server-everything registers for every client (it may add more,
