@@ -191,3 +191,20 @@ async def test_sampling_from_a_stdio_backend_reaches_a_2026_client(launcher: Lau
         answer = await call_text(client, "everything_trigger-sampling-request", {"prompt": "hello modern"})
     assert sampler.prompts == ["Resource trigger-sampling-request context: hello modern"]
     assert '"model": "model-stdio"' in answer, answer
+
+
+async def test_progress_after_a_round_reaches_the_retry(launcher: Launcher) -> None:
+    """The call asks first, then reports progress: that progress belongs to the
+    client's retry (the exchange that is open), not to the first exchange."""
+    stack = launcher.stack(names=("pyhttp",))
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async with connect(stack.url, mode=MODERN, sampling_callback=Sampler("model-p")) as client:
+        answer = await call_text(
+            client, "pyhttp_ask_llm", {"prompt": "then work", "then_steps": 3}, progress_callback=on_progress
+        )
+    assert answer == "model-p: answer to then work"
+    assert progress[:2] == [1, 2] and progress == sorted(progress), progress

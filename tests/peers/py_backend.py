@@ -22,7 +22,8 @@ Catalogue (NAME is --name):
   prompts    greet(name)
 
   Towards the client (relayed by vmcp to the session whose call caused them):
-  tools      ask_llm(prompt) -> the client's sampling answer, as "model: text"
+  tools      ask_llm(prompt, then_steps=0) -> the client's sampling answer, as
+                             "model: text" (then `then_steps` progress steps)
              ask_user(question) -> the client's elicitation answer, "action: answer"
              ask_url(url) -> URL-mode elicitation, then (accepted)
                              notifications/elicitation/complete; "action: id"
@@ -159,13 +160,17 @@ def build_server(name: str, transport: str) -> MCPServer:
         return f"item {item_id} from {name}"
 
     @server.tool()
-    async def ask_llm(prompt: str, ctx: Context) -> str:
-        """Ask the client's model (sampling/createMessage) and return its answer."""
+    async def ask_llm(prompt: str, ctx: Context, then_steps: int = 0) -> str:
+        """Ask the client's model (sampling/createMessage) and return its answer;
+        report `then_steps` steps of progress after it answered."""
         result = await ctx.session.create_message(
             messages=[types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))],
             max_tokens=50,
             related_request_id=ctx.request_id,
         )
+        for step in range(1, then_steps + 1):
+            await ctx.report_progress(step, then_steps)
+            await anyio.sleep(0.05)
         content = result.content
         text = content.text if isinstance(content, types.TextContent) else str(content)
         return f"{result.model}: {text}"

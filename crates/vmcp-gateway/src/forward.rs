@@ -14,7 +14,7 @@ use vmcp_domain::health::FailureKind;
 use vmcp_status::CallOutcome;
 
 use crate::backend::{Backend, ConnectionState};
-use crate::input_rounds::Questions;
+use crate::input_rounds::RoundLink;
 use crate::routes::{CallRoutes, Caller};
 use crate::sessions::session_id;
 
@@ -142,18 +142,19 @@ impl ForwardError {
 /// `context`, through the backend's circuit breaker, and records the
 /// outcome in the backend's health.
 ///
-/// `questions` is set for a 2026-07-28 client: what the backend asks it
-/// goes there, to be answered in rounds ([`crate::input_rounds`]).
+/// `rounds` is set for a 2026-07-28 client: what the backend asks it goes
+/// there, to be answered in rounds ([`crate::input_rounds`]), and progress
+/// follows the client's retries.
 pub async fn forward(
     backend: &Backend,
     request: ClientRequest,
     context: &RequestContext<RoleServer>,
     routes: &Arc<CallRoutes>,
-    questions: Option<Questions>,
+    rounds: Option<RoundLink>,
 ) -> Result<ServerResult, ForwardError> {
     let method = method_name(&request);
     let started = tokio::time::Instant::now();
-    let result = forward_checked(backend, request, context, routes, questions).await;
+    let result = forward_checked(backend, request, context, routes, rounds).await;
     if let Some(metrics) = backend.metrics() {
         let outcome = match &result {
             Ok(_) => CallOutcome::Ok,
@@ -185,7 +186,7 @@ async fn forward_checked(
     request: ClientRequest,
     context: &RequestContext<RoleServer>,
     routes: &Arc<CallRoutes>,
-    questions: Option<Questions>,
+    rounds: Option<RoundLink>,
 ) -> Result<ServerResult, ForwardError> {
     // Within `unhealthyGracePeriod` an unhealthy backend is still listed:
     // its calls fail fast instead of waiting on it.
@@ -206,7 +207,7 @@ async fn forward_checked(
             retry_in,
         });
     }
-    let result = send(backend, request, context, routes, questions).await;
+    let result = send(backend, request, context, routes, rounds).await;
     match &result {
         Ok(_) | Err(ForwardError::Backend(_)) => {
             backend.observe(|health| health.call_succeeded());
@@ -236,7 +237,7 @@ async fn send(
     request: ClientRequest,
     context: &RequestContext<RoleServer>,
     routes: &Arc<CallRoutes>,
-    questions: Option<Questions>,
+    rounds: Option<RoundLink>,
 ) -> Result<ServerResult, ForwardError> {
     let name = backend.name();
     let Some(peer) = backend.peer() else {
@@ -257,6 +258,8 @@ async fn send(
     let mut meta = context.meta.clone();
     let downstream_token = meta.get_progress_token();
     let wants_progress = downstream_token.is_some();
+    // A call in rounds may get a progress token on a later exchange.
+    let in_rounds = rounds.is_some();
     meta.0.0.remove("progressToken");
     meta.0
         .0
@@ -286,9 +289,9 @@ async fn send(
             request_id: context.id.clone(),
             session: session_id(&context.extensions),
             capabilities: context.client_capabilities().unwrap_or_default(),
-            questions,
+            rounds,
         },
-        downstream_token.map(|token| (handle.progress_token.clone(), token)),
+        (wants_progress || in_rounds).then(|| (handle.progress_token.clone(), downstream_token)),
     );
     enum Outcome {
         Answered(

@@ -31,10 +31,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use rmcp::model::{
     ClientResult, CreateMessageResult, ElicitResult, ErrorData, InputRequest, InputRequiredResult,
-    InputResponses, ListRootsResult, ServerRequest, ServerResult,
+    InputResponses, ListRootsResult, ProgressToken, ServerRequest, ServerResult,
 };
+use rmcp::service::{Peer, RoleServer};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -61,6 +63,26 @@ pub struct Question {
 
 /// Where the relay puts a backend's questions for a call in rounds.
 pub type Questions = mpsc::Sender<Question>;
+
+/// The client exchange a call in rounds is currently part of: each retry
+/// is a new request, on which the call's progress continues.
+pub struct Exchange {
+    /// The exchange's peer (its response stream); `None` when there is
+    /// nowhere to send progress.
+    pub peer: Option<Peer<RoleServer>>,
+    /// The progress token the client chose for this exchange, if any.
+    pub progress_token: Option<ProgressToken>,
+}
+
+/// What the forwarding side of a call in rounds holds: where questions go,
+/// and the exchange to send progress to.
+#[derive(Clone)]
+pub struct RoundLink {
+    /// Where the backend's questions go.
+    pub questions: Questions,
+    /// The exchange the call is part of now.
+    pub exchange: Arc<ArcSwap<Exchange>>,
+}
 
 /// The operation a `requestState` belongs to: a retry must repeat it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,6 +117,7 @@ struct Parked {
     call: JoinHandle<Result<ServerResult, ErrorData>>,
     questions: mpsc::Receiver<Question>,
     asked: BTreeMap<String, Question>,
+    exchange: Arc<ArcSwap<Exchange>>,
     /// Cancels the upstream call when the parked call is dropped unanswered.
     _cancel: DropGuard,
 }
@@ -121,18 +144,25 @@ impl InputRounds {
     pub async fn start(
         self: &Arc<Self>,
         operation: Operation,
+        exchange: Exchange,
         client_ct: &CancellationToken,
         timeout: Duration,
-        start: impl FnOnce(Questions, CancellationToken) -> JoinHandle<Result<ServerResult, ErrorData>>,
+        start: impl FnOnce(RoundLink, CancellationToken) -> JoinHandle<Result<ServerResult, ErrorData>>,
     ) -> Result<ServerResult, ErrorData> {
         let (questions_tx, questions) = mpsc::channel(MAX_QUESTIONS_PER_ROUND);
+        let exchange = Arc::new(ArcSwap::from_pointee(exchange));
         let cancel = CancellationToken::new();
-        let call = start(questions_tx, cancel.clone());
+        let link = RoundLink {
+            questions: questions_tx,
+            exchange: Arc::clone(&exchange),
+        };
+        let call = start(link, cancel.clone());
         let parked = Parked {
             operation,
             call,
             questions,
             asked: BTreeMap::new(),
+            exchange,
             _cancel: cancel.drop_guard(),
         };
         self.wait(parked, client_ct, timeout).await
@@ -143,6 +173,7 @@ impl InputRounds {
         self: &Arc<Self>,
         state: &str,
         operation: &Operation,
+        exchange: Exchange,
         answers: Option<InputResponses>,
         client_ct: &CancellationToken,
         timeout: Duration,
@@ -157,6 +188,8 @@ impl InputRounds {
                 Some(_) => table.remove(state).ok_or(ResumeError::Unknown)?,
             }
         };
+        // Progress from here on belongs to this exchange.
+        parked.exchange.store(Arc::new(exchange));
         let mut answers = answers.unwrap_or_default();
         for (key, question) in std::mem::take(&mut parked.asked) {
             let answer = match answers.remove(&key) {
@@ -368,6 +401,13 @@ mod tests {
         }
     }
 
+    fn nowhere() -> Exchange {
+        Exchange {
+            peer: None,
+            progress_token: None,
+        }
+    }
+
     fn sampling() -> ServerRequest {
         ServerRequest::CreateMessageRequest(CreateMessageRequest::new(
             CreateMessageRequestParams::new(vec![SamplingMessage::user_text("hi")], 10),
@@ -380,12 +420,12 @@ mod tests {
 
     /// A call that asks one question, then returns the answer's model name.
     fn asking_call(
-        questions: Questions,
+        link: RoundLink,
         cancel: CancellationToken,
     ) -> JoinHandle<Result<ServerResult, ErrorData>> {
         tokio::spawn(async move {
             let (tx, rx) = oneshot::channel();
-            questions
+            link.questions
                 .send(Question {
                     request: sampling(),
                     answer: tx,
@@ -426,7 +466,13 @@ mod tests {
         let rounds = Arc::new(InputRounds::default());
         let ct = CancellationToken::new();
         let first = rounds
-            .start(operation("ask"), &ct, Duration::from_secs(5), asking_call)
+            .start(
+                operation("ask"),
+                nowhere(),
+                &ct,
+                Duration::from_secs(5),
+                asking_call,
+            )
             .await
             .expect("first round");
         let first = input_required(first);
@@ -442,6 +488,7 @@ mod tests {
             .resume(
                 &state,
                 &operation("ask"),
+                nowhere(),
                 Some(answers),
                 &ct,
                 Duration::from_secs(5),
@@ -452,7 +499,14 @@ mod tests {
         assert!(rounds.is_empty());
         // A state is good for one retry only.
         let again = rounds
-            .resume(&state, &operation("ask"), None, &ct, Duration::from_secs(5))
+            .resume(
+                &state,
+                &operation("ask"),
+                nowhere(),
+                None,
+                &ct,
+                Duration::from_secs(5),
+            )
             .await;
         assert_eq!(
             again.expect_err("used state").message,
@@ -466,7 +520,13 @@ mod tests {
         let ct = CancellationToken::new();
         let first = input_required(
             rounds
-                .start(operation("ask"), &ct, Duration::from_secs(5), asking_call)
+                .start(
+                    operation("ask"),
+                    nowhere(),
+                    &ct,
+                    Duration::from_secs(5),
+                    asking_call,
+                )
                 .await
                 .expect("first round"),
         );
@@ -475,6 +535,7 @@ mod tests {
             .resume(
                 &state,
                 &operation("other"),
+                nowhere(),
                 None,
                 &ct,
                 Duration::from_secs(5),
@@ -503,7 +564,13 @@ mod tests {
         ] {
             let state = input_required(
                 rounds
-                    .start(operation("ask"), &ct, Duration::from_secs(5), asking_call)
+                    .start(
+                        operation("ask"),
+                        nowhere(),
+                        &ct,
+                        Duration::from_secs(5),
+                        asking_call,
+                    )
                     .await
                     .expect("first round"),
             )
@@ -513,6 +580,7 @@ mod tests {
                 .resume(
                     &state,
                     &operation("ask"),
+                    nowhere(),
                     answers,
                     &ct,
                     Duration::from_secs(5),
@@ -530,6 +598,7 @@ mod tests {
         let done = rounds
             .start(
                 operation("echo"),
+                nowhere(),
                 &ct,
                 Duration::from_secs(5),
                 |_questions, _| {
@@ -554,12 +623,13 @@ mod tests {
         let result = rounds
             .start(
                 operation("ask"),
+                nowhere(),
                 &ct,
                 Duration::from_secs(5),
-                |questions, cancel| {
+                |link, cancel| {
                     tokio::spawn(async move {
                         let (tx, _rx) = oneshot::channel();
-                        questions
+                        link.questions
                             .send(Question {
                                 request: sampling(),
                                 answer: tx,

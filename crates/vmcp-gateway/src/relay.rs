@@ -172,8 +172,9 @@ impl Downstream {
         meta.0.0.remove("progressToken");
         request.get_meta_mut().extend(meta);
         let deadline = Instant::now() + timeout;
-        if let Some(questions) = &caller.questions {
-            return ask_in_rounds(questions, method, request, deadline, timeout, context).await;
+        if let Some(link) = &caller.rounds {
+            return ask_in_rounds(&link.questions, method, request, deadline, timeout, context)
+                .await;
         }
         // Ride the client call's own response stream (SEP-2260).
         request

@@ -24,7 +24,7 @@ use rmcp::service::{InboundStreamOrigin, Peer, RoleServer};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::input_rounds::Questions;
+use crate::input_rounds::RoundLink;
 
 /// The client call a backend is serving.
 #[derive(Clone)]
@@ -39,8 +39,9 @@ pub struct Caller {
     /// own under 2026-07-28).
     pub capabilities: ClientCapabilities,
     /// For a 2026-07-28 client: where its questions go, to be answered in
-    /// rounds ([`crate::input_rounds`]). `None`: send them on `peer`.
-    pub questions: Option<Questions>,
+    /// rounds, and the exchange (retry) the call is part of now, which gets
+    /// its progress ([`crate::input_rounds`]). `None`: both use `peer`.
+    pub rounds: Option<RoundLink>,
 }
 
 /// Where a backend's request to the client arrived, as far as the transport knows.
@@ -83,8 +84,9 @@ pub enum NoCaller {
 
 struct Route {
     caller: Caller,
-    /// (upstream token, the client's token), when the client asked for progress.
-    progress: Option<(ProgressToken, ProgressToken)>,
+    /// (upstream token, the client's token), when the client asked for
+    /// progress (a call in rounds finds its client's token in its exchange).
+    progress: Option<(ProgressToken, Option<ProgressToken>)>,
 }
 
 #[derive(Default)]
@@ -112,7 +114,7 @@ impl CallRoutes {
         backend: Arc<str>,
         upstream: RequestId,
         caller: Caller,
-        progress: Option<(ProgressToken, ProgressToken)>,
+        progress: Option<(ProgressToken, Option<ProgressToken>)>,
     ) -> RouteGuard {
         {
             let mut table = self.lock();
@@ -191,9 +193,15 @@ impl CallRoutes {
                 .progress
                 .get(&(backend.clone(), params.progress_token.clone()))
                 .and_then(|upstream| table.calls.get(backend)?.get(upstream))
-                .and_then(|route| {
-                    let (_, downstream) = route.progress.as_ref()?;
-                    Some((route.caller.peer.clone(), downstream.clone()))
+                .and_then(|route| match &route.caller.rounds {
+                    Some(link) => {
+                        let exchange = link.exchange.load();
+                        Some((exchange.peer.clone()?, exchange.progress_token.clone()?))
+                    }
+                    None => {
+                        let (_, downstream) = route.progress.as_ref()?;
+                        Some((route.caller.peer.clone(), downstream.clone()?))
+                    }
                 })
         };
         let Some((peer, downstream)) = target else {

@@ -26,7 +26,7 @@ use crate::backend::Backend;
 use crate::catalogue::ListChanges;
 use crate::forward::{ForwardError, forward};
 use crate::gateway::Gateway;
-use crate::input_rounds::{Operation, Questions, is_ours};
+use crate::input_rounds::{Exchange, Operation, RoundLink, is_ours};
 use crate::server::capabilities::{BackendOffer, announced};
 use crate::server::echo::echoed;
 use crate::server::pagination::page;
@@ -166,12 +166,17 @@ impl GatewayHandler {
         };
         let rounds = &self.gateway.input_rounds;
         let timeout = backend.call_timeout();
+        let exchange = Exchange {
+            peer: Some(context.peer.clone()),
+            progress_token: context.meta.get_progress_token(),
+        };
         match round.state {
             Some(state) if is_ours(&state) => {
                 rounds
                     .resume(
                         &state,
                         &round.operation,
+                        exchange,
                         round.answers,
                         &context.ct,
                         timeout,
@@ -187,13 +192,14 @@ impl GatewayHandler {
                 rounds
                     .start(
                         round.operation,
+                        exchange,
                         &context.ct,
                         timeout,
-                        move |questions, ct| {
+                        move |link, ct| {
                             // The call outlives this exchange when it is parked.
                             detached.ct = ct;
                             tokio::spawn(async move {
-                                forward_now(&gateway, &backend, request, &detached, Some(questions))
+                                forward_now(&gateway, &backend, request, &detached, Some(link))
                                     .await
                             })
                         },
@@ -210,11 +216,11 @@ async fn forward_now(
     backend: &Backend,
     request: ClientRequest,
     context: &RequestContext<RoleServer>,
-    questions: Option<Questions>,
+    rounds: Option<RoundLink>,
 ) -> Result<ServerResult, ErrorData> {
     let _in_flight = gateway.begin_request();
     tokio::select! {
-        result = forward(backend, request, context, &gateway.routes, questions) => {
+        result = forward(backend, request, context, &gateway.routes, rounds) => {
             result.map_err(ErrorData::from)
         }
         () = gateway.in_flight_abandoned() => Err(ForwardError::ShuttingDown {
