@@ -42,11 +42,20 @@ async def upstream_state(client: Any, backend: str) -> dict[str, Any]:
     return json.loads(await call_text(client, f"{backend}_upstream_state"))
 
 
-async def test_sampling_reaches_only_the_session_that_caused_it(launcher: Launcher) -> None:
+@pytest.mark.parametrize(
+    "alice_mode",
+    [pytest.param("legacy", id="two-sessions"), pytest.param("2026-07-28", id="stateless-and-session")],
+)
+async def test_sampling_reaches_only_the_session_that_caused_it(launcher: Launcher, alice_mode: str) -> None:
+    """Two clients sample at once; with `stateless-and-session` one of them
+    speaks 2026-07-28 and answers in rounds."""
     stack = launcher.stack(names=("pyhttp",))
     alice, bob = Sampler("model-alice"), Sampler("model-bob")
     results: dict[str, str] = {}
-    async with connect(stack.url, sampling_callback=alice) as a, connect(stack.url, sampling_callback=bob) as b:
+    async with (
+        connect(stack.url, mode=alice_mode, sampling_callback=alice) as a,
+        connect(stack.url, sampling_callback=bob) as b,
+    ):
 
         async def ask(client: Any, who: str) -> None:
             results[who] = await call_text(client, "pyhttp_ask_llm", {"prompt": f"question from {who}"})
@@ -83,7 +92,9 @@ async def test_sampling_over_a_transport_without_request_streams(launcher: Launc
     assert sampler.prompts == ["via sse"]
 
 
-async def test_elicitation_answers_and_refusals_travel_back(launcher: Launcher) -> None:
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_elicitation_answers_and_refusals_travel_back(launcher: Launcher, mode: str) -> None:
+    """In a session, or answered in rounds by a 2026-07-28 client."""
     stack = launcher.stack(names=("pyhttp",))
     asked: list[str] = []
 
@@ -93,12 +104,12 @@ async def test_elicitation_answers_and_refusals_travel_back(launcher: Launcher) 
             return types.ElicitResult(action="decline")
         return types.ElicitResult(action="accept", content={"answer": "forty-two"})
 
-    async with connect(stack.url, elicitation_callback=accept) as client:
+    async with connect(stack.url, mode=mode, elicitation_callback=accept) as client:
         assert await call_text(client, "pyhttp_ask_user", {"question": "what is it?"}) == "accept: forty-two"
         assert await call_text(client, "pyhttp_ask_user", {"question": "please decline"}) == "decline: "
     assert asked == ["what is it?", "please decline"]
 
-    async with connect(stack.url) as plain:
+    async with connect(stack.url, mode=mode) as plain:
         error = await call_error(plain, "pyhttp_ask_user", {"question": "unseen"})
         assert "does not support elicitation" in error, error
 

@@ -418,20 +418,28 @@ mod tests {
         serde_json::json!({"role": "assistant", "content": {"type": "text", "text": "ok"}, "model": model})
     }
 
+    /// Asks the client a sampling question, as the relay does; returns where the answer arrives.
+    async fn put_sampling_question(
+        link: &RoundLink,
+    ) -> oneshot::Receiver<Result<ClientResult, ErrorData>> {
+        let (answer, answered) = oneshot::channel();
+        link.questions
+            .send(Question {
+                request: sampling(),
+                answer,
+            })
+            .await
+            .expect("bridge listens");
+        answered
+    }
+
     /// A call that asks one question, then returns the answer's model name.
     fn asking_call(
         link: RoundLink,
         cancel: CancellationToken,
     ) -> JoinHandle<Result<ServerResult, ErrorData>> {
         tokio::spawn(async move {
-            let (tx, rx) = oneshot::channel();
-            link.questions
-                .send(Question {
-                    request: sampling(),
-                    answer: tx,
-                })
-                .await
-                .expect("bridge listens");
+            let rx = put_sampling_question(&link).await;
             let answer = tokio::select! {
                 answer = rx => answer.expect("answered"),
                 () = cancel.cancelled() => return Err(ErrorData::internal_error("cancelled", None)),
@@ -454,6 +462,30 @@ mod tests {
         }
     }
 
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Starts `asking_call` for operation "ask": its first round.
+    async fn ask(rounds: &Arc<InputRounds>, ct: &CancellationToken) -> InputRequiredResult {
+        let first = rounds
+            .start(operation("ask"), nowhere(), ct, TIMEOUT, asking_call)
+            .await
+            .expect("first round");
+        input_required(first)
+    }
+
+    /// Retries operation `target` under `state` with `answers`.
+    async fn retry(
+        rounds: &Arc<InputRounds>,
+        state: &str,
+        target: &str,
+        answers: Option<InputResponses>,
+        ct: &CancellationToken,
+    ) -> Result<ServerResult, ErrorData> {
+        rounds
+            .resume(state, &operation(target), nowhere(), answers, ct, TIMEOUT)
+            .await
+    }
+
     fn input_required(result: ServerResult) -> InputRequiredResult {
         match result {
             ServerResult::InputRequiredResult(r) => r,
@@ -465,17 +497,7 @@ mod tests {
     async fn a_question_parks_the_call_and_the_retry_completes_it() {
         let rounds = Arc::new(InputRounds::default());
         let ct = CancellationToken::new();
-        let first = rounds
-            .start(
-                operation("ask"),
-                nowhere(),
-                &ct,
-                Duration::from_secs(5),
-                asking_call,
-            )
-            .await
-            .expect("first round");
-        let first = input_required(first);
+        let first = ask(&rounds, &ct).await;
         let state = first.request_state.clone().expect("state");
         assert!(is_ours(&state) && state.len() == STATE_PREFIX.len() + 32);
         let requests = first.input_requests.expect("requests");
@@ -484,30 +506,13 @@ mod tests {
         assert_eq!(rounds.len(), 1);
 
         let answers = BTreeMap::from([("vmcp-1".to_string(), answer("model-x"))]);
-        let done = rounds
-            .resume(
-                &state,
-                &operation("ask"),
-                nowhere(),
-                Some(answers),
-                &ct,
-                Duration::from_secs(5),
-            )
+        let done = retry(&rounds, &state, "ask", Some(answers), &ct)
             .await
             .expect("second round");
         assert_eq!(text_of(&done), "model-x");
         assert!(rounds.is_empty());
         // A state is good for one retry only.
-        let again = rounds
-            .resume(
-                &state,
-                &operation("ask"),
-                nowhere(),
-                None,
-                &ct,
-                Duration::from_secs(5),
-            )
-            .await;
+        let again = retry(&rounds, &state, "ask", None, &ct).await;
         assert_eq!(
             again.expect_err("used state").message,
             ResumeError::Unknown.to_string()
@@ -518,29 +523,9 @@ mod tests {
     async fn a_state_cannot_resume_another_operation_and_stays_usable() {
         let rounds = Arc::new(InputRounds::default());
         let ct = CancellationToken::new();
-        let first = input_required(
-            rounds
-                .start(
-                    operation("ask"),
-                    nowhere(),
-                    &ct,
-                    Duration::from_secs(5),
-                    asking_call,
-                )
-                .await
-                .expect("first round"),
-        );
+        let first = ask(&rounds, &ct).await;
         let state = first.request_state.expect("state");
-        let wrong = rounds
-            .resume(
-                &state,
-                &operation("other"),
-                nowhere(),
-                None,
-                &ct,
-                Duration::from_secs(5),
-            )
-            .await;
+        let wrong = retry(&rounds, &state, "other", None, &ct).await;
         assert_eq!(
             wrong.expect_err("other operation").message,
             ResumeError::WrongOperation.to_string()
@@ -562,29 +547,8 @@ mod tests {
                 "error: the client's answer to sampling/createMessage is malformed",
             ),
         ] {
-            let state = input_required(
-                rounds
-                    .start(
-                        operation("ask"),
-                        nowhere(),
-                        &ct,
-                        Duration::from_secs(5),
-                        asking_call,
-                    )
-                    .await
-                    .expect("first round"),
-            )
-            .request_state
-            .expect("state");
-            let done = rounds
-                .resume(
-                    &state,
-                    &operation("ask"),
-                    nowhere(),
-                    answers,
-                    &ct,
-                    Duration::from_secs(5),
-                )
+            let state = ask(&rounds, &ct).await.request_state.expect("state");
+            let done = retry(&rounds, &state, "ask", answers, &ct)
                 .await
                 .expect("completes");
             assert!(text_of(&done).starts_with(expected), "{}", text_of(&done));
@@ -600,7 +564,7 @@ mod tests {
                 operation("echo"),
                 nowhere(),
                 &ct,
-                Duration::from_secs(5),
+                TIMEOUT,
                 |_questions, _| {
                     tokio::spawn(async {
                         Ok(ServerResult::CallToolResult(CallToolResult::success(vec![
@@ -621,27 +585,14 @@ mod tests {
         let ct = CancellationToken::new();
         let (cancelled_tx, cancelled_rx) = oneshot::channel();
         let result = rounds
-            .start(
-                operation("ask"),
-                nowhere(),
-                &ct,
-                Duration::from_secs(5),
-                |link, cancel| {
-                    tokio::spawn(async move {
-                        let (tx, _rx) = oneshot::channel();
-                        link.questions
-                            .send(Question {
-                                request: sampling(),
-                                answer: tx,
-                            })
-                            .await
-                            .expect("bridge listens");
-                        cancel.cancelled().await;
-                        let _ = cancelled_tx.send(());
-                        Err(ErrorData::internal_error("cancelled", None))
-                    })
-                },
-            )
+            .start(operation("ask"), nowhere(), &ct, TIMEOUT, |link, cancel| {
+                tokio::spawn(async move {
+                    let _unanswered = put_sampling_question(&link).await;
+                    cancel.cancelled().await;
+                    let _ = cancelled_tx.send(());
+                    Err(ErrorData::internal_error("cancelled", None))
+                })
+            })
             .await
             .expect("first round");
         input_required(result);
