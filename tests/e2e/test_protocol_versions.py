@@ -16,7 +16,7 @@ import pytest
 
 from mcp.shared.exceptions import MCPError
 
-from harness import Launcher, Sampler, call_error, call_text, connect, paged, text_of
+from harness import Launcher, Sampler, await_until, call_error, call_text, connect, paged, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -47,11 +47,11 @@ async def test_a_2026_client_and_a_2025_client_see_the_same_gateway(launcher: La
     # A client in `auto` mode asks server/discover (a pinned one does not).
     async with connect(stack.url, mode="auto") as discovered, connect(stack.url) as legacy:
         assert discovered.protocol_version == MODERN
-        # Offered only where the gateway delivers it: backend log messages and
-        # resource updates reach sessions (the handshake revisions) only.
+        # Offered only where the gateway delivers it: backend log messages
+        # reach sessions (the handshake revisions) only.
         modern_caps, legacy_caps = discovered.server_capabilities, legacy.server_capabilities
         assert legacy_caps.logging is not None and legacy_caps.resources.subscribe is True
-        assert modern_caps.logging is None and not modern_caps.resources.subscribe
+        assert modern_caps.logging is None and modern_caps.resources.subscribe is True
         assert modern_caps.tools.list_changed is True and modern_caps.resources.list_changed is True
         assert modern_caps.prompts is not None
 
@@ -120,24 +120,41 @@ async def test_a_forged_reused_or_misdirected_request_state_is_refused(launcher:
         assert "unknown or has expired" in await refused("pyhttp_ask_llm", arguments, first.request_state, answer)
 
 
-async def test_a_2026_client_hears_list_changes_on_subscriptions_listen(launcher: Launcher) -> None:
+async def test_a_2026_client_hears_changes_on_subscriptions_listen(launcher: Launcher) -> None:
     """2026-07-28 has no standing stream: the client opens `subscriptions/listen`
-    and the gateway sends catalogue changes on it."""
+    and the gateway sends catalogue changes and resource updates on it; the
+    stream holds its resource subscriptions upstream while it lasts."""
     stack = launcher.stack(names=("pyhttp",))
+    watched, unknown = "py://pyhttp/watched", "py://nowhere/nothing"
     async with connect(stack.url, mode=MODERN) as client:
-        async with client.listen(tools_list_changed=True, resource_subscriptions=["py://pyhttp/watched"]) as sub:
-            # Resource updates ride sessions (resources/subscribe); the gateway says so in the ack.
+        async with client.listen(tools_list_changed=True, resource_subscriptions=[watched, unknown]) as sub:
+            # What nobody can deliver is left out of the acknowledgment.
             assert sub.honored.tools_list_changed is True
-            assert not sub.honored.resource_subscriptions
+            assert sub.honored.resource_subscriptions == [watched]
+            assert (await upstream_state(client))["subscribed"] == [watched]
+
+            async def next_event() -> Any:
+                with anyio.fail_after(10):
+                    return await sub.__anext__()
+
+            assert await call_text(client, "pyhttp_touch") == "touched"
+            event = await next_event()
+            assert type(event).__name__ == "ResourceUpdated" and event.uri == watched, event
             assert await call_text(client, "pyhttp_toggle_extra") == "added"
-            with anyio.fail_after(10):
-                event = await sub.__anext__()
-            assert type(event).__name__ == "ToolsListChanged", event
+            assert type(await next_event()).__name__ == "ToolsListChanged"
             assert "pyhttp_extra" in {t.name for t in await paged(client.list_tools, "tools")}
             assert await call_text(client, "pyhttp_toggle_extra") == "removed"
-            with anyio.fail_after(10):
-                event = await sub.__anext__()
-            assert type(event).__name__ == "ToolsListChanged", event
+            assert type(await next_event()).__name__ == "ToolsListChanged"
+
+        async def released() -> bool:
+            return (await upstream_state(client))["subscribed"] == []
+
+        # The stream ended: its subscription is released upstream.
+        await await_until(released, timeout=10, what="upstream unsubscribe after the listen stream ended")
+
+
+async def upstream_state(client: Any) -> dict[str, Any]:
+    return json.loads(await call_text(client, "pyhttp_upstream_state"))
 
 
 async def test_progress_reaches_a_2026_client(launcher: Launcher) -> None:

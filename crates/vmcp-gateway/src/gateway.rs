@@ -93,6 +93,8 @@ pub struct Gateway {
     notifications: Arc<tokio::sync::Semaphore>,
     /// Catalogue changes, for 2026-07-28 clients' `subscriptions/listen`.
     list_changes: tokio::sync::broadcast::Sender<ListChanges>,
+    /// Numbers `subscriptions/listen` streams that hold subscriptions.
+    listeners: std::sync::atomic::AtomicU64,
     ready: watch::Sender<bool>,
     /// Whether the backend list is complete enough to become ready: always
     /// in CLI mode, after the first `set_backends` in discovery mode.
@@ -202,6 +204,7 @@ impl Gateway {
             sessions: Arc::new(Sessions::new(config.server.max_sessions as usize)),
             routes: Arc::new(CallRoutes::default()),
             list_changes: tokio::sync::broadcast::channel(LIST_CHANGES_BACKLOG).0,
+            listeners: std::sync::atomic::AtomicU64::new(0),
             notifications: Arc::new(tokio::sync::Semaphore::new(
                 crate::relay::MAX_NOTIFICATIONS_IN_FLIGHT,
             )),
@@ -343,6 +346,12 @@ impl Gateway {
             .lock_launcher()
             .updates
             .send(GatewayEvent::RegistryChanged);
+    }
+
+    /// A fresh number for a `subscriptions/listen` stream's subscriptions.
+    pub fn next_listener(&self) -> u64 {
+        self.listeners
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Catalogue changes from now on (for `subscriptions/listen`). A

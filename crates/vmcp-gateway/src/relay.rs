@@ -24,8 +24,8 @@ use std::time::Duration;
 use rmcp::model::{
     ClientCapabilities, ClientResult, CustomNotification, ElicitRequestParams, ErrorCode,
     ErrorData, GetExtensions, GetMeta, LoggingMessageNotificationParam,
-    ResourceUpdatedNotificationParam, ServerNotification, ServerRequest, SetLevelRequestParams,
-    SubscribeRequestParams,
+    ResourceUpdatedNotification, ResourceUpdatedNotificationParam, ServerNotification,
+    ServerRequest, SetLevelRequestParams, SubscribeRequestParams,
 };
 use rmcp::service::{
     OriginatingRequestId, Peer, PeerRequestOptions, RequestContext, RoleClient, ServiceError,
@@ -293,13 +293,19 @@ impl Downstream {
 
     /// Relays `notifications/resources/updated` to the subscribed sessions.
     pub fn resource_updated(&self, backend: &str, params: ResourceUpdatedNotificationParam) {
-        for peer in self.sessions.subscribers(backend, &params.uri) {
+        for (peer, listen) in self.sessions.subscribers(backend, &params.uri) {
             let Some(permit) = self.permit(backend, "resource update") else {
                 return;
             };
-            let params = params.clone();
+            let mut update = ServerNotification::ResourceUpdatedNotification(
+                ResourceUpdatedNotification::new(params.clone()),
+            );
+            if let Some(stream) = listen {
+                // A listen stream's frames carry its id (2026-07-28).
+                update.get_meta_mut().set_subscription_id(stream);
+            }
             tokio::spawn(async move {
-                let _ = peer.notify_resource_updated(params).await;
+                let _ = peer.send_notification(update).await;
                 drop(permit);
             });
         }

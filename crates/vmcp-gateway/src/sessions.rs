@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use rmcp::model::{Extensions, LoggingLevel};
+use rmcp::model::{Extensions, LoggingLevel, RequestId};
 use rmcp::service::{Peer, RoleServer};
 
 use crate::catalogue::ListChanges;
@@ -77,6 +77,10 @@ struct Entry {
     roots_asked_by: Vec<Arc<str>>,
     /// URL-mode elicitations relayed to this session: (backend, elicitation id).
     url_elicitations: Vec<(Arc<str>, String)>,
+    /// For a 2026-07-28 `subscriptions/listen` stream standing in for a
+    /// session (it holds resource subscriptions only): the stream's id,
+    /// stamped on each update it is sent.
+    listen: Option<RequestId>,
 }
 
 /// At most this many URL-mode elicitations are remembered per session (for
@@ -237,10 +241,32 @@ impl Sessions {
                 log_level: None,
                 roots_asked_by: Vec::new(),
                 url_elicitations: Vec::new(),
+                listen: None,
             },
         );
         let released = table.released(before, released);
         (true, released)
+    }
+
+    /// Adds a 2026-07-28 `subscriptions/listen` stream under `id`, to hold
+    /// its resource subscriptions like a session; `false` when the table is
+    /// full. [`Self::remove`] ends it.
+    pub fn add_listener(&self, id: &str, peer: Peer<RoleServer>, stream: RequestId) -> bool {
+        let mut table = self.lock();
+        if table.entries.len() >= self.capacity {
+            return false;
+        }
+        table.entries.insert(
+            Key::Session(Arc::from(id)),
+            Entry {
+                peer,
+                log_level: None,
+                roots_asked_by: Vec::new(),
+                url_elicitations: Vec::new(),
+                listen: Some(stream),
+            },
+        );
+        true
     }
 
     /// Forgets a session that rmcp closed; returns what it held that
@@ -258,7 +284,7 @@ impl Sessions {
         table
             .entries
             .values()
-            .filter(|e| !e.peer.is_transport_closed())
+            .filter(|e| e.listen.is_none() && !e.peer.is_transport_closed())
             .count()
     }
 
@@ -348,15 +374,20 @@ impl Sessions {
         self.settled.notified()
     }
 
-    /// The sessions subscribed to `uri` of `backend`.
-    pub fn subscribers(&self, backend: &str, uri: &str) -> Vec<Peer<RoleServer>> {
+    /// The sessions subscribed to `uri` of `backend`, with the listen
+    /// stream's id for those that are one.
+    pub fn subscribers(
+        &self,
+        backend: &str,
+        uri: &str,
+    ) -> Vec<(Peer<RoleServer>, Option<RequestId>)> {
         let table = self.lock();
         table
             .subscriptions
             .subscribers(backend, uri)
             .into_iter()
             .filter_map(|id| table.entries.get(&Key::Session(id)))
-            .map(|e| e.peer.clone())
+            .map(|e| (e.peer.clone(), e.listen.clone()))
             .collect()
     }
 
@@ -428,7 +459,8 @@ impl Sessions {
             table
                 .entries
                 .values()
-                .filter(|e| !e.peer.is_transport_closed())
+                // Listen streams get list changes from their own loop.
+                .filter(|e| e.listen.is_none() && !e.peer.is_transport_closed())
                 .map(|e| e.peer.clone())
                 .collect()
         };

@@ -31,7 +31,7 @@ use crate::server::capabilities::{BackendOffer, announced};
 use crate::server::echo::echoed;
 use crate::server::pagination::page;
 use crate::sessions::{SessionError, session_id};
-use crate::subscriptions::Upstream;
+use crate::subscriptions::{MAX_PER_SESSION, Upstream};
 
 /// One client session's view of the gateway.
 #[derive(Clone)]
@@ -134,6 +134,74 @@ impl GatewayHandler {
                 None => Err(unknown()),
             },
         }
+    }
+
+    /// The backend owning `uri`, if it takes resource subscriptions.
+    fn subscription_owner(&self, uri: &str) -> Result<Arc<Backend>, ErrorData> {
+        self.check_uri_length(uri)?;
+        let backend = self.resource_owner(uri)?;
+        let subscribes = backend
+            .peer()
+            .and_then(|peer| peer.peer_info())
+            .and_then(|info| info.capabilities.resources.clone())
+            .is_some_and(|resources| resources.subscribe == Some(true));
+        if !subscribes {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "backend {} does not support resource subscriptions",
+                    backend.name()
+                ),
+                None,
+            ));
+        }
+        Ok(backend)
+    }
+
+    /// Subscribes `session` (a session, or a listen stream standing in for
+    /// one) to `request.uri`: upstream once per URI, refcounted.
+    async fn subscribe_for(
+        &self,
+        session: &Arc<str>,
+        request: SubscribeRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let backend = self.subscription_owner(&request.uri)?;
+        let sessions = &self.gateway.sessions;
+        let deadline = tokio::time::Instant::now() + backend.call_timeout();
+        loop {
+            let settled = sessions.settled();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            let upstream = sessions
+                .subscribe(session, &request.uri, backend.name_arc())
+                .map_err(|err| ErrorData::invalid_request(err.to_string(), None))?;
+            match upstream {
+                Upstream::Nothing => return Ok(()),
+                Upstream::Subscribe(_) => break,
+                // Another session's subscribe to this URI is under way: its
+                // outcome decides whether this one joins it or goes first.
+                Upstream::Pending | Upstream::Unsubscribe(_) => {
+                    if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                        return Err(ForwardError::Timeout {
+                            backend: backend.name().to_string(),
+                            timeout: backend.call_timeout(),
+                        }
+                        .into());
+                    }
+                }
+            }
+        }
+        let uri = request.uri.clone();
+        let sent = self
+            .forward(
+                &backend,
+                ClientRequest::SubscribeRequest(SubscribeRequest::new(request)),
+                context,
+            )
+            .await;
+        // Refused upstream: the session holds nothing either.
+        sessions.subscription_settled(session, &uri, sent.is_ok());
+        sent.map(|_| ())
     }
 
     /// Forwards `request` to `backend`. A 2026-07-28 client's call that the
@@ -318,6 +386,41 @@ fn round_params(
     }
 }
 
+/// A `subscriptions/listen` stream that holds resource subscriptions,
+/// released (upstream too) when the stream ends.
+struct Listener {
+    gateway: Arc<Gateway>,
+    id: Arc<str>,
+}
+
+impl Listener {
+    fn add(
+        gateway: &Arc<Gateway>,
+        request: &RequestContext<RoleServer>,
+    ) -> Result<Self, ErrorData> {
+        let id: Arc<str> = Arc::from(format!("listen-{}", gateway.next_listener()));
+        if !gateway
+            .sessions
+            .add_listener(&id, request.peer.clone(), request.id.clone())
+        {
+            return Err(ErrorData::internal_error(
+                "the gateway holds too many sessions to hold this stream's subscriptions",
+                None,
+            ));
+        }
+        Ok(Self {
+            gateway: Arc::clone(gateway),
+            id,
+        })
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.gateway.session_closed(&self.id);
+    }
+}
+
 fn cursor(request: &Option<PaginatedRequestParams>) -> Option<&str> {
     request.as_ref().and_then(|r| r.cursor.as_deref())
 }
@@ -349,12 +452,8 @@ impl ServerHandler for GatewayHandler {
         let mut info = self.get_info();
         // What the gateway cannot do for a 2026-07-28 client yet is not
         // offered to it: backend log messages (they are not tied to the
-        // request that caused them) and resource updates on
-        // subscriptions/listen.
+        // request that caused them).
         info.capabilities.logging = None;
-        if let Some(resources) = info.capabilities.resources.as_mut() {
-            resources.subscribe = None;
-        }
         Ok(DiscoverResult::from_server_info(
             self.supported_protocol_versions().into_owned(),
             info,
@@ -369,14 +468,38 @@ impl ServerHandler for GatewayHandler {
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
-        // List changes, yes; resource updates ride sessions (resources/subscribe) only.
+        // List changes, and updates of the resources whose backend takes
+        // subscriptions (at most as many as a session may hold).
         let mut accepted = requested.clone();
-        accepted.resource_subscriptions = None;
+        accepted.resource_subscriptions = requested.resource_subscriptions.as_ref().map(|uris| {
+            uris.iter()
+                .filter(|uri| self.subscription_owner(uri).is_ok())
+                .take(MAX_PER_SESSION)
+                .cloned()
+                .collect()
+        });
         Some(accepted)
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
         let mut changes = self.gateway.list_changes();
+        let uris = context
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default();
+        // Resource subscriptions are held like a session's, for as long as the stream lasts.
+        let _listener = if uris.is_empty() {
+            None
+        } else {
+            let request = context.request_context();
+            let listener = Listener::add(&self.gateway, request)?;
+            for uri in uris {
+                self.subscribe_for(&listener.id, SubscribeRequestParams::new(uri), request)
+                    .await?;
+            }
+            Some(listener)
+        };
         loop {
             let changes = tokio::select! {
                 () = context.cancelled() => return Ok(()),
@@ -430,59 +553,8 @@ impl ServerHandler for GatewayHandler {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.check_uri_length(&request.uri)?;
         let session = self.session(&context)?;
-        let backend = self.resource_owner(&request.uri)?;
-        let subscribes = backend
-            .peer()
-            .and_then(|peer| peer.peer_info())
-            .and_then(|info| info.capabilities.resources.clone())
-            .is_some_and(|resources| resources.subscribe == Some(true));
-        if !subscribes {
-            return Err(ErrorData::invalid_params(
-                format!(
-                    "backend {} does not support resource subscriptions",
-                    backend.name()
-                ),
-                None,
-            ));
-        }
-        let sessions = &self.gateway.sessions;
-        let deadline = tokio::time::Instant::now() + backend.call_timeout();
-        loop {
-            let settled = sessions.settled();
-            tokio::pin!(settled);
-            settled.as_mut().enable();
-            let upstream = sessions
-                .subscribe(&session, &request.uri, backend.name_arc())
-                .map_err(|err| ErrorData::invalid_request(err.to_string(), None))?;
-            match upstream {
-                Upstream::Nothing => return Ok(()),
-                Upstream::Subscribe(_) => break,
-                // Another session's subscribe to this URI is under way: its
-                // outcome decides whether this one joins it or goes first.
-                Upstream::Pending | Upstream::Unsubscribe(_) => {
-                    if tokio::time::timeout_at(deadline, settled).await.is_err() {
-                        return Err(ForwardError::Timeout {
-                            backend: backend.name().to_string(),
-                            timeout: backend.call_timeout(),
-                        }
-                        .into());
-                    }
-                }
-            }
-        }
-        let uri = request.uri.clone();
-        let sent = self
-            .forward(
-                &backend,
-                ClientRequest::SubscribeRequest(SubscribeRequest::new(request)),
-                &context,
-            )
-            .await;
-        // Refused upstream: the session holds nothing either.
-        sessions.subscription_settled(&session, &uri, sent.is_ok());
-        sent.map(|_| ())
+        self.subscribe_for(&session, request, &context).await
     }
 
     async fn unsubscribe(
