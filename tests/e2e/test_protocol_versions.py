@@ -8,12 +8,15 @@ mid-call (sampling, elicitation, roots) reaches a 2026-07-28 client as
 from __future__ import annotations
 
 import json
+import signal
+import time
 from typing import Any
 
 import anyio
 import mcp_types as types
 import pytest
 
+from mcp.client.subscriptions import SubscriptionLost
 from mcp.shared.exceptions import MCPError
 
 from harness import Launcher, Sampler, await_until, call_error, call_text, connect, paged, text_of
@@ -194,3 +197,29 @@ async def test_progress_after_a_round_reaches_the_retry(launcher: Launcher) -> N
         )
     assert answer == "model-p: answer to then work"
     assert progress[:2] == [1, 2] and progress == sorted(progress), progress
+
+
+async def test_shutdown_ends_listen_streams_and_parked_calls_promptly(launcher: Launcher) -> None:
+    """SIGTERM with a 2026-07-28 listen stream open and a call parked for input:
+    the stream ends gracefully, and the gateway exits well within its drain time."""
+    stack = launcher.stack(names=("pyhttp",))
+    gateway = stack.gateway
+    ended: list[str] = []
+    async with connect(stack.url, mode=MODERN, sampling_callback=Sampler("never-used")) as client:
+        parked = await client.session.call_tool("pyhttp_ask_llm", {"prompt": "left waiting"}, allow_input_required=True)
+        assert isinstance(parked, types.InputRequiredResult)
+        async with client.listen(tools_list_changed=True) as sub:
+            gateway.signal(signal.SIGTERM)
+            terminated = time.monotonic()
+            with anyio.fail_after(15):
+                try:
+                    async for _ in sub:
+                        pass
+                    ended.append("closed")
+                except SubscriptionLost:
+                    ended.append("lost")
+    assert ended, "the listen stream did not end"
+    assert gateway.proc is not None
+    code = await anyio.to_thread.run_sync(lambda: gateway.proc.wait(timeout=30))
+    assert code == 0, f"vmcp exited with {code}"
+    assert time.monotonic() - terminated < 20
