@@ -387,7 +387,9 @@ impl Gateway {
         self.release_upstream(released);
     }
 
-    fn release_upstream(&self, released: Released) {
+    /// Undoes upstream what ended sessions held (subscriptions, a log level
+    /// more verbose than the remaining sessions want).
+    pub fn release_upstream(&self, released: Released) {
         self.unsubscribe_upstream(released.subscriptions);
         if let Some(level) = released.log_level {
             self.apply_log_level(level);

@@ -250,11 +250,24 @@ impl Sessions {
 
     /// Adds a 2026-07-28 `subscriptions/listen` stream under `id`, to hold
     /// its resource subscriptions like a session; `false` when the table is
-    /// full. [`Self::remove`] ends it.
-    pub fn add_listener(&self, id: &str, peer: Peer<RoleServer>, stream: RequestId) -> bool {
+    /// full of live sessions. [`Self::remove`] ends it. Also returns what
+    /// swept sessions leave to release upstream.
+    pub fn add_listener(
+        &self,
+        id: &str,
+        peer: Peer<RoleServer>,
+        stream: RequestId,
+    ) -> (bool, Released) {
         let mut table = self.lock();
+        let before = table.upstream_level();
+        let swept = if table.entries.len() >= self.capacity {
+            table.sweep()
+        } else {
+            Vec::new()
+        };
         if table.entries.len() >= self.capacity {
-            return false;
+            let released = table.released(before, swept);
+            return (false, released);
         }
         table.entries.insert(
             Key::Session(Arc::from(id)),
@@ -266,7 +279,8 @@ impl Sessions {
                 listen: Some(stream),
             },
         );
-        true
+        let released = table.released(before, swept);
+        (true, released)
     }
 
     /// Forgets a session that rmcp closed; returns what it held that

@@ -399,10 +399,12 @@ impl Listener {
         request: &RequestContext<RoleServer>,
     ) -> Result<Self, ErrorData> {
         let id: Arc<str> = Arc::from(format!("listen-{}", gateway.next_listener()));
-        if !gateway
-            .sessions
-            .add_listener(&id, request.peer.clone(), request.id.clone())
-        {
+        let (added, released) =
+            gateway
+                .sessions
+                .add_listener(&id, request.peer.clone(), request.id.clone());
+        gateway.release_upstream(released);
+        if !added {
             return Err(ErrorData::internal_error(
                 "the gateway holds too many sessions to hold this stream's subscriptions",
                 None,
