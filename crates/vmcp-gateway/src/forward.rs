@@ -288,7 +288,10 @@ async fn send(
             peer: context.peer.clone(),
             request_id: context.id.clone(),
             session: session_id(&context.extensions),
-            capabilities: context.client_capabilities().unwrap_or_default(),
+            // Decoded only for a call in rounds: session calls never pay for it.
+            request_capabilities: in_rounds
+                .then(|| context.meta.client_capabilities())
+                .flatten(),
             rounds,
         },
         (wants_progress || in_rounds).then(|| (handle.progress_token.clone(), downstream_token)),

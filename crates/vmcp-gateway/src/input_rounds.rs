@@ -118,6 +118,8 @@ struct Parked {
     questions: mpsc::Receiver<Question>,
     asked: BTreeMap<String, Question>,
     exchange: Arc<ArcSwap<Exchange>>,
+    /// Drops this entry when the client does not come back in time.
+    expiry: Option<tokio::task::AbortHandle>,
     /// Cancels the upstream call when the parked call is dropped unanswered.
     _cancel: DropGuard,
 }
@@ -163,6 +165,7 @@ impl InputRounds {
             questions,
             asked: BTreeMap::new(),
             exchange,
+            expiry: None,
             _cancel: cancel.drop_guard(),
         };
         self.wait(parked, client_ct, timeout).await
@@ -188,6 +191,10 @@ impl InputRounds {
                 Some(_) => table.remove(state).ok_or(ResumeError::Unknown)?,
             }
         };
+        // Back in time: its expiry timer goes (a new round sets a new one).
+        if let Some(expiry) = parked.expiry.take() {
+            expiry.abort();
+        }
         // Progress from here on belongs to this exchange.
         parked.exchange.store(Arc::new(exchange));
         let mut answers = answers.unwrap_or_default();
@@ -288,7 +295,7 @@ impl InputRounds {
         }
         let rounds = Arc::downgrade(self);
         let expiring = state.clone();
-        tokio::spawn(async move {
+        let expiry = tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             if let Some(rounds) = rounds.upgrade() {
                 // Dropping it cancels the upstream call.
@@ -300,6 +307,9 @@ impl InputRounds {
                 }
             }
         });
+        if let Some(parked) = self.lock().get_mut(&state) {
+            parked.expiry = Some(expiry.abort_handle());
+        }
         Ok(ServerResult::InputRequiredResult(InputRequiredResult::new(
             Some(requests),
             Some(state),

@@ -154,7 +154,7 @@ impl Downstream {
                     None,
                 )
             })?;
-        if let Some(missing) = missing_capability(&caller.capabilities, &request) {
+        if let Some(missing) = missing_capability(&caller.capabilities(), &request) {
             return Err(ErrorData::new(
                 ErrorCode::METHOD_NOT_FOUND,
                 format!("the client of this request does not support {missing}"),

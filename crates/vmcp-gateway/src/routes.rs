@@ -35,9 +35,9 @@ pub struct Caller {
     pub request_id: RequestId,
     /// The downstream session's `Mcp-Session-Id`, when it has one.
     pub session: Option<Arc<str>>,
-    /// What the client declared it can do (its session's, or this request's
-    /// own under 2026-07-28).
-    pub capabilities: ClientCapabilities,
+    /// What a 2026-07-28 client declared in this request's own `_meta`; a
+    /// session's capabilities are read from `peer` when needed.
+    pub request_capabilities: Option<ClientCapabilities>,
     /// For a 2026-07-28 client: where its questions go, to be answered in
     /// rounds, and the exchange (retry) the call is part of now, which gets
     /// its progress ([`crate::input_rounds`]). `None`: both use `peer`.
@@ -53,6 +53,16 @@ pub enum Origin {
     Unassociated,
     /// The transport cannot tell (stdio, legacy SSE).
     Unknown,
+}
+
+impl Caller {
+    /// What the client declared it can do.
+    pub fn capabilities(&self) -> ClientCapabilities {
+        self.request_capabilities
+            .clone()
+            .or_else(|| self.peer.peer_info().map(|info| info.capabilities.clone()))
+            .unwrap_or_default()
+    }
 }
 
 impl Origin {
