@@ -240,9 +240,14 @@ def test_missing_group_is_reported_and_recovers(kube: Kube, namespace: str, oper
     assert condition(vmcp, "Reconciling")["status"] == "False"
     assert not kube.exists(children_paths(namespace)["Deployment"])
     operator.check_alive()
-    events = kube.items(ns_path(namespace, "events"))
-    events += kube.items(f"/apis/events.k8s.io/v1/namespaces/{namespace}/events")
-    assert any(e.get("reason") == "GroupNotFound" for e in events), "a Warning Event names the failure"
+
+    def failure_event() -> bool:
+        # The operator records the Event after it applies the status, so poll.
+        events = kube.items(ns_path(namespace, "events"))
+        events += kube.items(f"/apis/events.k8s.io/v1/namespaces/{namespace}/events")
+        return any(e.get("reason") == "GroupNotFound" and e.get("type") == "Warning" for e in events)
+
+    wait_until(failure_event, 15, what="a Warning Event naming the failure")
     kube.create(mcpgroup_path(namespace), mcpgroup_manifest(namespace, GROUP))
     wait_condition(kube, namespace, "GroupRefValidated", "True", "GroupFound")
     wait_children(kube, namespace)
