@@ -39,6 +39,7 @@ pub mod relay;
 pub mod routes;
 pub mod server;
 pub mod sessions;
+pub mod spare_capacity;
 pub mod subscriptions;
 pub mod uri_template;
 

@@ -15,6 +15,8 @@
 )]
 
 use std::collections::HashMap;
+
+use crate::spare_capacity::release_spare_capacity;
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::{Extensions, LoggingLevel, RequestId};
@@ -135,6 +137,8 @@ impl Table {
         for pending in entry.url_elicitations {
             self.url_elicitations.remove(&pending);
         }
+        release_spare_capacity(&mut self.entries);
+        release_spare_capacity(&mut self.url_elicitations);
         match key {
             Key::Session(id) => self.subscriptions.drop_session(id),
             Key::Anonymous(_) => Vec::new(),

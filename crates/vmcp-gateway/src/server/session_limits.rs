@@ -41,6 +41,7 @@ use vmcp_status::ClientRefusal;
 
 use super::envelope::Screened;
 use crate::gateway::Gateway;
+use crate::spare_capacity::{is_sparse, release_spare_capacity};
 
 /// The session header rmcp reads and writes (HTTP header names are case-insensitive).
 pub const SESSION_ID_HEADER: &str = "mcp-session-id";
@@ -138,6 +139,8 @@ impl SessionLimits {
         let mut slots = self.lock();
         if let Some(client) = slots.owners.remove(session_id) {
             slots.free(client);
+            release_spare_capacity(&mut slots.owners);
+            release_spare_capacity(&mut slots.per_client);
         }
     }
 
@@ -233,6 +236,18 @@ impl LimitedSessionManager {
         self.inner.sessions.read().await.len()
     }
 
+    /// Shrinks rmcp's session table once a burst of sessions has ended
+    /// (checked under the read lock, so closes rarely take the write lock).
+    async fn release_spare_capacity(&self) {
+        let sparse = {
+            let sessions = self.inner.sessions.read().await;
+            is_sparse(sessions.len(), sessions.capacity())
+        };
+        if sparse {
+            release_spare_capacity(&mut *self.inner.sessions.write().await);
+        }
+    }
+
     /// Publishes the slots in use as `vmcp_sessions_open`.
     fn publish_in_use(&self) {
         if let Some(metrics) = self.gateway.metrics() {
@@ -269,6 +284,7 @@ impl SessionManager for LimitedSessionManager {
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
         let closed = self.inner.close_session(id).await;
+        self.release_spare_capacity().await;
         self.limits.release(id);
         self.gateway.session_closed(id);
         self.publish_in_use();
