@@ -93,6 +93,34 @@ async def test_cancelling_a_slow_call_returns_promptly_and_reaches_the_backend(l
         assert time.monotonic() - began < 3.0
 
 
+CONCURRENT_CALLS = 32  # above rmcp's default of 16 POSTs in flight per upstream session
+
+
+@pytest.mark.parametrize("backend", ["pyless", "pyhttp"])
+async def test_concurrent_calls_all_reach_the_backend_at_once(launcher: Launcher, backend: str) -> None:
+    """The gateway adds no queue below the clients' concurrency: 32 slow calls
+    in one session are all running on the backend together. `pyless` answers
+    each POST with plain JSON, so every call holds an upstream POST for its
+    whole length (with a cap of 16 the peak would be 16); `pyhttp` answers on
+    SSE streams."""
+    timeouts = {"default": "30s", "perWorkload": {backend: "30s"}}
+    stack = launcher.stack(names=(backend,), overrides={"operational": {"timeouts": timeouts}})
+    async with connect(stack.url) as client:
+        results: list[str] = []
+
+        async def one() -> None:
+            results.append(await call_text(client, f"{backend}_slow", {"seconds": 2.0}))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for _ in range(CONCURRENT_CALLS):
+                    tg.start_soon(one)
+        assert results == [f"slept 2.0 on {backend}"] * CONCURRENT_CALLS
+        stats = json.loads(await call_text(client, f"{backend}_stats"))
+        assert stats["completed"] == CONCURRENT_CALLS
+        assert stats["peak_in_flight"] == CONCURRENT_CALLS, stats
+
+
 @pytest.mark.parametrize("backend", ["pysse", "pyhttp", "pystdio"])
 async def test_backend_tool_list_change_reaches_the_client(launcher: Launcher, backend: str) -> None:
     """The backend adds then removes a tool `extra` and announces it; the client hears and sees both."""

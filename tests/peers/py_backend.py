@@ -14,6 +14,8 @@ Catalogue (NAME is --name):
   tools      echo(text) -> text          add(a, b) -> a + b
              whoami() -> NAME            slow(seconds) sleeps, progress every 0.1 s
              fail() -> tool error        stats() -> JSON counters of slow() calls
+                                         (started, completed, cancelled, in_flight,
+                                         peak_in_flight)
              toggle_extra() adds/removes a tool `extra` and announces
                             notifications/tools/list_changed
   resources  py://NAME/info              py://shared/owner (same URI on every
@@ -67,7 +69,8 @@ def build_server(name: str, transport: str) -> MCPServer:
         version="1.0.0",
         log_level="WARNING",
     )
-    counters = {"started": 0, "completed": 0, "cancelled": 0, "in_flight": 0}
+    # peak_in_flight: most slow() calls running at once since start.
+    counters = {"started": 0, "completed": 0, "cancelled": 0, "in_flight": 0, "peak_in_flight": 0}
 
     @server.tool()
     def echo(text: str) -> str:
@@ -89,6 +92,7 @@ def build_server(name: str, transport: str) -> MCPServer:
         """Sleep for `seconds`, reporting progress every 0.1 s when the caller asked for it."""
         counters["started"] += 1
         counters["in_flight"] += 1
+        counters["peak_in_flight"] = max(counters["peak_in_flight"], counters["in_flight"])
         deadline = time.monotonic() + max(0.0, seconds)
         try:
             step = 0

@@ -153,6 +153,7 @@ mod tests {
             endpoint: Endpoint::Url(url.into()),
             auth: None,
             call_timeout: Duration::from_secs(30),
+            max_in_flight: 16,
         }
     }
 

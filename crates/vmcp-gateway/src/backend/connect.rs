@@ -95,7 +95,9 @@ pub async fn connect(
     let attempt = async {
         match (&spec.transport, &spec.endpoint) {
             (TransportKind::StreamableHttp, Endpoint::Url(url)) => {
-                streamable_http(url, auth_headers(spec)?, http, handler).await
+                let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                    .max_concurrent_requests(spec.max_in_flight);
+                streamable_http(config, auth_headers(spec)?, http, handler).await
             }
             (TransportKind::Sse, Endpoint::Url(url)) => {
                 legacy_sse(url, auth_headers(spec)?, http, handler, timeout).await
@@ -147,12 +149,11 @@ fn auth_headers(spec: &BackendSpec) -> Result<HeaderMap, ConnectError> {
 }
 
 async fn streamable_http(
-    url: &str,
+    mut config: StreamableHttpClientTransportConfig,
     headers: HeaderMap,
     http: &reqwest::Client,
     handler: UpstreamHandler,
 ) -> Result<UpstreamService, ConnectError> {
-    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_string());
     config.custom_headers = headers
         .into_iter()
         .filter_map(|(k, v)| Some((k?, v)))

@@ -18,6 +18,11 @@ pub struct BackendSpec {
     pub auth: Option<BackendAuth>,
     /// Timeout of one call (and of connecting).
     pub call_timeout: Duration,
+    /// Most requests the gateway sends this backend at once. Set to the
+    /// client connection limit (`server.connections.max`): clients can have
+    /// no more requests open than connections (HTTP/1.1), so the gateway adds
+    /// no queue of its own below their concurrency, and the bound still holds.
+    pub max_in_flight: usize,
 }
 
 /// How to reach a backend.
@@ -55,6 +60,7 @@ impl BackendSpec {
             endpoint,
             auth: config.outgoing_auth.for_backend(&backend.name).cloned(),
             call_timeout: config.operational.timeouts.for_backend(&backend.name),
+            max_in_flight: config.server.connections.max as usize,
         }
     }
 
@@ -100,6 +106,7 @@ mod tests {
             endpoint: Endpoint::Url(url.into()),
             auth: None,
             call_timeout: Duration::from_secs(1),
+            max_in_flight: 16,
         }
     }
 
