@@ -15,8 +15,6 @@
 )]
 
 use std::collections::HashMap;
-
-use crate::spare_capacity::release_spare_capacity;
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::{Extensions, LoggingLevel, RequestId};
@@ -24,6 +22,7 @@ use rmcp::service::{Peer, RoleServer};
 
 use crate::catalogue::ListChanges;
 use crate::server::session_limits::SESSION_ID_HEADER;
+use crate::spare_capacity::release_spare_capacity;
 use crate::subscriptions::{SubscribeError, Subscriptions, Upstream};
 
 /// Smallest table size at which closed peers are swept.

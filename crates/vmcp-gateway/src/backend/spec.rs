@@ -60,7 +60,7 @@ impl BackendSpec {
             endpoint,
             auth: config.outgoing_auth.for_backend(&backend.name).cloned(),
             call_timeout: config.operational.timeouts.for_backend(&backend.name),
-            max_in_flight: config.server.connections.max as usize,
+            max_in_flight: usize::try_from(config.server.connections.max).unwrap_or(usize::MAX),
         }
     }
 
