@@ -5,6 +5,7 @@
 //! once with its file, line and field path.
 //!
 //! - [`model`]: the typed configuration and its defaults.
+//! - [`incoming_auth`]: client authentication (OIDC) and authorization settings.
 //! - [`duration`]: human durations such as `30s` or `1m30s`.
 //! - [`load`]: YAML parsing with locations, every problem collected.
 //! - [`node_de`]: typed reading of the located YAML, errors classified by kind.
@@ -13,6 +14,7 @@
 //! - [`schema`]: the JSON Schema generated from the types.
 
 pub mod duration;
+pub mod incoming_auth;
 pub mod load;
 pub mod model;
 pub mod node_de;
@@ -21,5 +23,6 @@ pub mod secret;
 pub mod validate;
 
 pub use duration::HumanDuration;
+pub use incoming_auth::{AuthzConfig, AuthzType, IncomingAuth, IncomingAuthType, OidcConfig};
 pub use load::{ConfigError, ConfigIssue, load_file, load_str};
 pub use model::*;

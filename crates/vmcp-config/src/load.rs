@@ -251,6 +251,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "name",
     "groupRef",
     "backends",
+    "incomingAuth",
     "outgoingAuth",
     "aggregation",
     "operational",
@@ -322,6 +323,7 @@ impl Collector<'_> {
                 }
             }
         }
+        let incoming_auth = self.optional_section("incomingAuth");
         let outgoing_auth = self.optional_section("outgoingAuth");
         let aggregation = self.optional_section("aggregation");
         let operational = self.optional_section("operational");
@@ -331,6 +333,7 @@ impl Collector<'_> {
             name: name.unwrap_or_default(),
             group_ref: group_ref.flatten(),
             backends,
+            incoming_auth: incoming_auth.flatten().unwrap_or_default(),
             outgoing_auth: outgoing_auth.flatten().unwrap_or_default(),
             aggregation: aggregation.flatten().unwrap_or_default(),
             operational: operational.flatten().unwrap_or_default(),

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::HumanDuration;
+use crate::incoming_auth::IncomingAuth;
 
 /// A whole vmcp configuration file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -20,6 +21,9 @@ pub struct Config {
     /// Statically configured backends.
     #[serde(default)]
     pub backends: Vec<BackendConfig>,
+    /// Who may use the gateway (client authentication and authorization).
+    #[serde(default)]
+    pub incoming_auth: IncomingAuth,
     /// Credentials the gateway presents to backends.
     #[serde(default)]
     pub outgoing_auth: OutgoingAuth,
@@ -411,6 +415,22 @@ pub struct ServerSettings {
     /// A session without any request for this long is closed. Default 5m.
     #[serde(default = "defaults::session_idle_timeout")]
     pub session_idle_timeout: HumanDuration,
+    /// Who may read `/status` and `/metrics` when `incomingAuth` is `oidc`.
+    /// Default `authenticated`.
+    #[serde(default)]
+    pub status_access: StatusAccess,
+}
+
+/// Who may read `/status` and `/metrics` under OIDC (with anonymous
+/// incoming auth they are open, like `/mcp`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusAccess {
+    /// Loopback clients, and callers with a valid token.
+    #[default]
+    Authenticated,
+    /// Anyone who reaches the endpoint (e.g. a Prometheus scraping from another pod).
+    Open,
 }
 
 impl Default for ServerSettings {
@@ -425,6 +445,7 @@ impl Default for ServerSettings {
             max_sessions: defaults::max_sessions(),
             max_sessions_per_client: defaults::max_sessions_per_client(),
             session_idle_timeout: defaults::session_idle_timeout(),
+            status_access: StatusAccess::default(),
         }
     }
 }

@@ -5,6 +5,8 @@
 //!
 //! - everything under `outgoingAuth`: header values are credentials, and a
 //!   token pasted into `headerName` or `headerValueEnv` by mistake is one too;
+//! - everything under `incomingAuth.oidc`: URLs may carry credentials, and a
+//!   client secret may be pasted into `clientSecretEnv`;
 //! - `backends[].env`: the environment of a stdio server is where API keys go;
 //! - `backends[].args`: command lines carry `--token=…` flags;
 //! - `backends[].url`: a URL may carry `user:password@` or a `?token=` query.
@@ -18,6 +20,12 @@ use crate::load::{FieldPath, Segment};
 pub fn may_hold_secret(path: &FieldPath) -> bool {
     match path.0.as_slice() {
         [Segment::Key(section), ..] if section == "outgoingAuth" => true,
+        // URLs may carry credentials; a secret may be pasted into clientSecretEnv.
+        [Segment::Key(section), Segment::Key(part), ..]
+            if section == "incomingAuth" && part == "oidc" =>
+        {
+            true
+        }
         [
             Segment::Key(section),
             Segment::Index(_),

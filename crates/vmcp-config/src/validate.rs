@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::field_path;
+use crate::incoming_auth::{AuthzType, IncomingAuth, IncomingAuthType, OidcConfig};
 use crate::load::FieldPath;
 use crate::model::{
     AuthType, BackendAuth, Config, ConflictResolution, ServerSettings, TransportKind,
@@ -101,6 +102,7 @@ pub fn validate(config: &Config, known_backends: &BTreeSet<String>) -> Vec<(Fiel
         }
     }
 
+    check_incoming_auth(&config.incoming_auth, &mut say);
     let auth = &config.outgoing_auth;
     if let Some(default) = &auth.default {
         check_auth(default, field_path!["outgoingAuth", "default"], &mut say);
@@ -343,6 +345,112 @@ fn check_session_limits(server: &ServerSettings, say: &mut impl FnMut(FieldPath,
             "must be at least 1s".into(),
         );
     }
+}
+
+/// `incomingAuth`: the settings its `type` needs, and nothing it would ignore.
+fn check_incoming_auth(auth: &IncomingAuth, say: &mut impl FnMut(FieldPath, String)) {
+    let at = |field: &str| field_path!["incomingAuth", field];
+    match (auth.kind, &auth.oidc) {
+        (IncomingAuthType::Anonymous, Some(_)) => say(
+            at("oidc"),
+            "only used with type oidc; with type anonymous every client is served, so set type: oidc or remove oidc".into(),
+        ),
+        (IncomingAuthType::Oidc, None) => say(
+            at("type"),
+            "type oidc needs oidc {issuer, audience}".into(),
+        ),
+        (IncomingAuthType::Oidc, Some(oidc)) => check_oidc(oidc, say),
+        (IncomingAuthType::Anonymous, None) => {}
+    }
+    if let Some(authz) = &auth.authz {
+        let at = field_path!["incomingAuth", "authz"];
+        match authz.kind {
+            // Refused rather than ignored: a policy that is not enforced would let everyone in.
+            AuthzType::Cedar => say(
+                at.join("type"),
+                "Cedar authorization is not implemented in this version of vmcp; remove authz (every authenticated caller may use everything) or use type none".into(),
+            ),
+            AuthzType::None if !authz.policies.is_empty() => say(
+                at.join("policies"),
+                "only used with type cedar".into(),
+            ),
+            AuthzType::None => {}
+        }
+    }
+}
+
+/// `incomingAuth.oidc`. URLs are never echoed (they may carry credentials).
+fn check_oidc(oidc: &OidcConfig, say: &mut impl FnMut(FieldPath, String)) {
+    let at = |field: &str| field_path!["incomingAuth", "oidc", field];
+    let urls = [
+        ("issuer", Some(&oidc.issuer)),
+        ("jwksUrl", oidc.jwks_url.as_ref()),
+        ("introspectionUrl", oidc.introspection_url.as_ref()),
+    ];
+    for (field, url) in urls {
+        let Some(url) = url else { continue };
+        if let Err(problem) = check_http_url(url) {
+            say(at(field), problem);
+        } else if url::Url::parse(url).is_ok_and(|url| url.scheme() == "http")
+            && !oidc.insecure_allow_http
+        {
+            say(
+                at(field),
+                "must use https (set insecureAllowHttp: true for local development only)".into(),
+            );
+        }
+    }
+    if oidc.audience.trim().is_empty() {
+        say(at("audience"), "must not be empty".into());
+    }
+    if let Some(resource) = &oidc.resource
+        && let Err(problem) = check_http_url(resource)
+    {
+        say(
+            at("resource"),
+            format!("must be this endpoint's URL: {problem}"),
+        );
+    }
+    if oidc.introspection_url.is_some()
+        && (oidc.client_id.is_none() || oidc.client_secret_env.is_none())
+    {
+        say(
+            at("introspectionUrl"),
+            "token introspection needs clientId and clientSecretEnv".into(),
+        );
+    }
+    if let Some(env) = &oidc.client_secret_env
+        && !is_env_name(env)
+    {
+        say(
+            at("clientSecretEnv"),
+            "must be the name of an environment variable (letters, digits and '_'), not the secret itself".into(),
+        );
+    }
+    if let Some(path) = &oidc.ca_bundle_path
+        && !std::path::Path::new(path).is_absolute()
+    {
+        say(at("caBundlePath"), "must be an absolute path".into());
+    }
+    for (index, scope) in oidc.scopes.iter().enumerate() {
+        if scope.is_empty()
+            || scope
+                .chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+        {
+            say(
+                field_path!["incomingAuth", "oidc", "scopes", index],
+                "a scope is one word without spaces, quotes or backslashes".into(),
+            );
+        }
+    }
+}
+
+/// An environment variable name as shells accept it.
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn check_auth(auth: &BackendAuth, at: FieldPath, say: &mut impl FnMut(FieldPath, String)) {

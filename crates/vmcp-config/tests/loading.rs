@@ -230,7 +230,7 @@ extra: 1
                 "t.yaml:5: aggregation: expected a mapping, found a list",
                 // pageSize: 0 is reported once maxRequestBytes beside it reads.
                 "t.yaml:6: server.maxRequestBytes: expected u64, found a string",
-                "t.yaml:7: extra: unknown field, expected one of name, groupRef, backends, outgoingAuth, aggregation, operational, server",
+                "t.yaml:7: extra: unknown field, expected one of name, groupRef, backends, incomingAuth, outgoingAuth, aggregation, operational, server",
             ],
         ),
     ];
@@ -530,4 +530,83 @@ server:
         );
     }
     assert_eq!(issues.len(), 3, "{issues:#?}");
+}
+
+#[test]
+fn incoming_oidc_auth_reads_the_reference_fields() {
+    let config = load_str(
+        "name: x\nbackends:\n  - {name: a, transport: streamable-http, url: 'http://127.0.0.1:1/mcp'}\n\
+         incomingAuth:\n  type: oidc\n  oidc:\n    issuer: https://idp.example/realms/r\n    clientId: vmcp\n    \
+         clientSecretEnv: VMCP_SECRET\n    audience: vmcp\n    resource: https://gw.example/mcp\n    \
+         scopes: [openid, 'mcp:tools']\n    introspectionUrl: https://idp.example/introspect\n    jwksAllowPrivateIp: true\n",
+        "test.yaml",
+    )
+    .expect("valid");
+    let auth = &config.incoming_auth;
+    assert_eq!(auth.kind, vmcp_config::IncomingAuthType::Oidc);
+    let oidc = auth.oidc.as_ref().expect("oidc section");
+    assert_eq!(oidc.resource_indicator(), "https://gw.example/mcp");
+    assert_eq!(oidc.scopes, ["openid", "mcp:tools"]);
+    assert!(oidc.jwks_allow_private_ip && !oidc.insecure_allow_http);
+    let anonymous = load_str(
+        "name: x\nbackends:\n  - {name: a, transport: stdio, command: x}\nincomingAuth: {type: anonymous}\n",
+        "test.yaml",
+    )
+    .expect("valid");
+    assert_eq!(
+        anonymous.incoming_auth.kind,
+        vmcp_config::IncomingAuthType::Anonymous
+    );
+}
+
+#[test]
+fn incoming_auth_problems_are_reported_together_without_echoing_urls() {
+    let issues = issues_of(
+        "name: x\nbackends:\n  - {name: a, transport: stdio, command: x}\n\
+         incomingAuth:\n  type: oidc\n  oidc:\n    issuer: 'http://user:hunter2@idp.example/r'\n    audience: ''\n    \
+         introspectionUrl: https://idp.example/i\n    clientSecretEnv: 'sk-live secret'\n    caBundlePath: ca.pem\n    \
+         scopes: ['two words']\n  authz: {type: cedar, policies: ['permit(principal, action, resource);']}\n",
+    );
+    let text = issues.join("\n");
+    for expected in [
+        "incomingAuth.oidc.issuer: must use https",
+        "incomingAuth.oidc.audience: must not be empty",
+        "incomingAuth.oidc.introspectionUrl: token introspection needs clientId and clientSecretEnv",
+        "incomingAuth.oidc.clientSecretEnv: must be the name of an environment variable",
+        "incomingAuth.oidc.caBundlePath: must be an absolute path",
+        "incomingAuth.oidc.scopes[0]: a scope is one word",
+        "incomingAuth.authz.type: Cedar authorization is not implemented",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains("hunter2") && !text.contains("sk-live"),
+        "{text}"
+    );
+    let issues = issues_of(
+        "name: x\nbackends:\n  - {name: a, transport: stdio, command: x}\nincomingAuth: {type: oidc}\n",
+    );
+    assert!(
+        issues
+            .iter()
+            .any(|i| i.contains("incomingAuth.type: type oidc needs oidc")),
+        "{issues:?}"
+    );
+    let issues = issues_of(
+        "name: x\nbackends:\n  - {name: a, transport: stdio, command: x}\n\
+         incomingAuth: {type: anonymous, oidc: {issuer: 'https://i', audience: a}}\n",
+    );
+    assert!(
+        issues
+            .iter()
+            .any(|i| i.contains("incomingAuth.oidc: only used with type oidc")),
+        "{issues:?}"
+    );
+    let issues = issues_of(
+        "name: x\nbackends:\n  - {name: a, transport: stdio, command: x}\nincomingAuth: {type: local}\n",
+    );
+    assert!(
+        issues.iter().any(|i| i.contains("incomingAuth.type")),
+        "{issues:?}"
+    );
 }
