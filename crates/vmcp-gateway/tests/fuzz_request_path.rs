@@ -136,11 +136,8 @@ async fn http_request_path_answers_mutated_bodies_without_5xx() {
     let app = router(
         gateway.clone(),
         HttpOptions {
-            allowed_hosts: vec![],
             max_request_bytes: 64 * 1024,
-            allowed_origins: vec![],
-            sessions_cancel: cancel.clone(),
-            metrics: None,
+            ..HttpOptions::from_gateway(&gateway, cancel.clone())
         },
     );
     let mut rng = Rng(0x5eed_0002);

@@ -12,6 +12,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::kubernetes::KubernetesMode;
+use vmcp_auth::Authenticator;
+use vmcp_config::IncomingAuthType;
+use vmcp_gateway::server::auth::IncomingAuth;
 use vmcp_gateway::server::limits::{self, ConnectionLimits};
 use vmcp_gateway::server::{HttpOptions, router};
 use vmcp_gateway::{Gateway, GatewayOptions};
@@ -63,6 +66,20 @@ pub struct ServeArgs {
     status_lease_seconds: u64,
 }
 
+/// Client authentication from `incomingAuth` (`None`: anonymous).
+fn incoming_auth(config: &vmcp_config::Config) -> anyhow::Result<Option<Arc<IncomingAuth>>> {
+    let auth = &config.incoming_auth;
+    let (IncomingAuthType::Oidc, Some(oidc)) = (auth.kind, &auth.oidc) else {
+        return Ok(None);
+    };
+    let authenticator = Authenticator::from_config(oidc, |name| std::env::var(name).ok())?;
+    tracing::info!(issuer = %oidc.issuer, audience = %oidc.audience, "clients authenticate with bearer tokens (OIDC)");
+    Ok(Some(Arc::new(IncomingAuth::new(
+        Arc::new(authenticator),
+        &config.name,
+    ))))
+}
+
 /// Runs the gateway until SIGTERM or Ctrl-C.
 pub fn run(args: ServeArgs) -> ExitCode {
     let config = match vmcp_config::load_file(&args.config) {
@@ -95,6 +112,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<()> {
+    // Before anything listens: a missing secret or CA bundle stops the start.
+    let incoming_auth = incoming_auth(&config)?;
     // First, so backends and stdio children start under the raised limit.
     let open_files = limits::raise_open_files_limit();
     let connection_limits = fit_connection_limits(&config, open_files);
@@ -125,6 +144,7 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
     let sessions_cancel = CancellationToken::new();
     let mut http_options = HttpOptions::from_gateway(&gateway, sessions_cancel.clone());
     http_options.metrics = Some(metrics.clone());
+    http_options.incoming_auth = incoming_auth;
     let app = router(gateway.clone(), http_options);
     tracing::info!(address = %local, backends = gateway.backends().len(), "vmcp listening on http://{local}/mcp");
 

@@ -1,11 +1,13 @@
-//! The HTTP surface: `/mcp` (Streamable HTTP), `/health`, `/readyz`, `/status`.
+//! The HTTP surface: `/mcp` (Streamable HTTP), `/health`, `/readyz`,
+//! `/status`, `/metrics`, and under OIDC the protected resource metadata
+//! (see [`super::auth`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -13,7 +15,10 @@ use axum::{Json, Router};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use vmcp_auth::challenge::METADATA_PATH;
+use vmcp_config::StatusAccess;
 
+use super::auth::{self, IncomingAuth, OperationalAccess};
 use super::envelope;
 use super::handler::GatewayHandler;
 use super::origin::{OriginPolicy, screen_origin};
@@ -38,6 +43,10 @@ pub struct HttpOptions {
     pub sessions_cancel: CancellationToken,
     /// Served at `/metrics` when set.
     pub metrics: Option<vmcp_status::Metrics>,
+    /// Client authentication (`incomingAuth.type: oidc`); `None`: anonymous.
+    pub incoming_auth: Option<Arc<IncomingAuth>>,
+    /// Who may read `/status` and `/metrics` under authentication.
+    pub status_access: OperationalAccess,
 }
 
 impl HttpOptions {
@@ -50,6 +59,11 @@ impl HttpOptions {
             allowed_origins: server.allowed_origins.clone(),
             sessions_cancel,
             metrics: None,
+            incoming_auth: None,
+            status_access: match server.status_access {
+                StatusAccess::Authenticated => OperationalAccess::Authenticated,
+                StatusAccess::Open => OperationalAccess::Open,
+            },
         }
     }
 }
@@ -78,7 +92,8 @@ pub fn router(gateway: Arc<Gateway>, options: HttpOptions) -> Router {
         config,
     );
     let limit = options.max_request_bytes;
-    let mcp = Router::new()
+    let slots = limits.clone();
+    let mut mcp = Router::new()
         .fallback_service(mcp)
         .layer(middleware::from_fn(move |request, next| {
             session_limits::gate(limits.clone(), sessions.clone(), request, next)
@@ -87,15 +102,16 @@ pub fn router(gateway: Arc<Gateway>, options: HttpOptions) -> Router {
             screen_body(limit, request, next)
         }))
         .layer(middleware::from_fn(session_delete_status));
+    if let Some(auth) = options.incoming_auth.clone() {
+        // Outermost: nothing of an unauthenticated request is read.
+        mcp = mcp.layer(middleware::from_fn(move |request, next| {
+            auth::require_bearer(auth.clone(), slots.clone(), request, next)
+        }));
+    }
     let origins = origin_policy(&options);
-    let mut app = Router::new()
-        .nest_service("/mcp", mcp)
-        .route("/health", get(health))
-        .route("/readyz", get(readyz))
-        .route("/status", get(status))
-        .with_state(gateway);
+    let mut operational = Router::new().route("/status", get(status));
     if let Some(metrics) = options.metrics {
-        app = app.route(
+        operational = operational.route(
             "/metrics",
             get(move || {
                 let metrics = metrics.clone();
@@ -108,9 +124,29 @@ pub fn router(gateway: Arc<Gateway>, options: HttpOptions) -> Router {
             }),
         );
     }
-    app.layer(middleware::from_fn(move |request, next| {
-        screen_origin(origins.clone(), request, next)
-    }))
+    let mut app = Router::new()
+        .nest_service("/mcp", mcp)
+        .route("/health", get(health))
+        .route("/readyz", get(readyz));
+    if let Some(auth) = options.incoming_auth {
+        let access = options.status_access;
+        let guard = auth.clone();
+        operational = operational.layer(middleware::from_fn(move |request, next| {
+            auth::guard_operational(guard.clone(), access, request, next)
+        }));
+        let metadata = move |headers: HeaderMap| {
+            let auth = auth.clone();
+            async move { auth.metadata(&headers) }
+        };
+        app = app
+            .route(METADATA_PATH, get(metadata.clone()))
+            .route(&format!("{METADATA_PATH}/mcp"), get(metadata));
+    }
+    app.merge(operational)
+        .with_state(gateway)
+        .layer(middleware::from_fn(move |request, next| {
+            screen_origin(origins.clone(), request, next)
+        }))
 }
 
 /// Origins accepted: those of the accepted hosts, and the listed ones.

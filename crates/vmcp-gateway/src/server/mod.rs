@@ -3,6 +3,7 @@
 //! accept loop (`listener`: connection cap, header/body/idle deadlines).
 
 pub mod activity;
+pub mod auth;
 pub mod capabilities;
 pub mod echo;
 pub mod envelope;

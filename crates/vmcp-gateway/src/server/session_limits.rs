@@ -37,6 +37,7 @@ use rmcp::transport::streamable_http_server::session::{
     EventStore, RestoreOutcome, ServerSseMessage, SessionId,
 };
 use serde_json::json;
+use vmcp_auth::Principal;
 use vmcp_status::ClientRefusal;
 
 use super::envelope::Screened;
@@ -77,8 +78,16 @@ struct Slots {
     total: usize,
     /// Slots per client address (reserved and bound).
     per_client: HashMap<IpAddr, usize>,
-    /// The owner of each bound session (`None`: no address known).
-    owners: HashMap<Arc<str>, Option<IpAddr>>,
+    /// The owner of each bound session.
+    owners: HashMap<Arc<str>, Owner>,
+}
+
+/// Who opened a session.
+struct Owner {
+    /// The client address (`None`: not known).
+    client: Option<IpAddr>,
+    /// The authenticated caller (`None`: anonymous).
+    caller: Option<Arc<str>>,
 }
 
 /// Session slots, in total and per client address.
@@ -129,6 +138,7 @@ impl SessionLimits {
         Ok(Reservation {
             limits: Arc::clone(self),
             client,
+            caller: None,
             pending: true,
         })
     }
@@ -137,11 +147,20 @@ impl SessionLimits {
     /// sessions never bound.
     pub fn release(&self, session_id: &str) {
         let mut slots = self.lock();
-        if let Some(client) = slots.owners.remove(session_id) {
-            slots.free(client);
+        if let Some(owner) = slots.owners.remove(session_id) {
+            slots.free(owner.client);
             release_spare_capacity(&mut slots.owners);
             release_spare_capacity(&mut slots.per_client);
         }
+    }
+
+    /// The authenticated caller who opened a session: `None` for a session
+    /// not (or no longer) bound, `Some(None)` for an anonymous one.
+    pub fn caller_of(&self, session_id: &str) -> Option<Option<Arc<str>>> {
+        self.lock()
+            .owners
+            .get(session_id)
+            .map(|owner| owner.caller.clone())
     }
 
     /// Sessions holding a slot (reserved or open).
@@ -180,20 +199,32 @@ impl Slots {
 pub struct Reservation {
     limits: Arc<SessionLimits>,
     client: Option<IpAddr>,
+    caller: Option<Arc<str>>,
     pending: bool,
 }
 
 impl Reservation {
+    /// Records the authenticated caller opening the session: later requests
+    /// on it must come from the same caller.
+    pub fn for_caller(mut self, caller: Option<Arc<str>>) -> Self {
+        self.caller = caller;
+        self
+    }
+
     /// Hands the slot to the session rmcp opened; [`SessionLimits::release`]
     /// frees it. A session that ended before it was bound was released
     /// while unknown: the caller checks that it is still open *after*
     /// binding and releases it otherwise (see [`gate`]).
     pub fn bind(mut self, session_id: &str) {
         self.pending = false;
+        let owner = Owner {
+            client: self.client,
+            caller: self.caller.take(),
+        };
         self.limits
             .lock()
             .owners
-            .insert(Arc::from(session_id), self.client);
+            .insert(Arc::from(session_id), owner);
     }
 }
 
@@ -355,8 +386,12 @@ pub async fn gate(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(address)| address.ip());
+    let caller = request
+        .extensions()
+        .get::<Arc<Principal>>()
+        .map(|principal| principal.subject.clone());
     let reservation = match limits.reserve(client) {
-        Ok(reservation) => reservation,
+        Ok(reservation) => reservation.for_caller(caller),
         Err(refusal) => {
             let id = request
                 .extensions()
@@ -440,6 +475,21 @@ mod tests {
         limits.release("s1");
         assert_eq!(limits.in_use(), 0, "released once, however often asked");
         assert!(limits.reserve(ip(2)).is_ok());
+    }
+
+    #[test]
+    fn a_session_remembers_its_caller_until_released() {
+        let limits = SessionLimits::new(2, 2);
+        limits
+            .reserve(ip(1))
+            .expect("free")
+            .for_caller(Some(Arc::from("alice")))
+            .bind("s1");
+        limits.reserve(ip(1)).expect("free").bind("s2");
+        assert_eq!(limits.caller_of("s1"), Some(Some(Arc::from("alice"))));
+        assert_eq!(limits.caller_of("s2"), Some(None));
+        limits.release("s1");
+        assert_eq!(limits.caller_of("s1"), None);
     }
 
     #[test]
