@@ -69,6 +69,8 @@ pub struct ConfigInputs<'a> {
     pub cluster_domain: &'a str,
     /// The Service's ClusterIP, once known (clients may use it as `Host`).
     pub cluster_ip: Option<&'a str>,
+    /// `spec.incomingAuth.type` is `oidc`.
+    pub requires_oidc: bool,
 }
 
 /// The `Host` names of the gateway's Service, short to fully qualified.
@@ -114,6 +116,16 @@ pub fn render_config(inputs: &ConfigInputs<'_>) -> RenderedConfig {
     } else {
         None
     };
+    if inputs.requires_oidc
+        && parsed
+            .as_ref()
+            .is_some_and(|config| config.incoming_auth.kind != vmcp_config::IncomingAuthType::Oidc)
+    {
+        // Never serve clients unauthenticated when the object asks for OIDC.
+        issues.push(
+            "spec.incomingAuth: type oidc, but the operator does not yet render spec.incomingAuth.oidcConfigRef into the gateway's configuration; set the OIDC settings in spec.config.incomingAuth (type: oidc, oidc: {issuer, audience, ...})".to_string(),
+        );
+    }
     RenderedConfig {
         yaml,
         parsed,

@@ -479,6 +479,7 @@ impl<'a> Gateway<'a> {
             config: self.vmcp.spec.config.as_ref(),
             cluster_domain: &settings.cluster_domain,
             cluster_ip: cluster_ip.as_deref(),
+            requires_oidc: self.vmcp.spec.incoming_auth.type_ == vmcp_crd::IncomingAuthType::Oidc,
         });
 
         if group == GroupState::Found && config.is_valid() && apply_failure.is_none() {

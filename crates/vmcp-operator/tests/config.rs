@@ -11,6 +11,7 @@ fn render(config: Option<Value>) -> vmcp_operator::config::RenderedConfig {
         config: config.as_ref(),
         cluster_domain: "cluster.local",
         cluster_ip: Some("10.0.0.7"),
+        requires_oidc: false,
     })
 }
 
@@ -95,4 +96,33 @@ fn an_invalid_config_falls_back_to_the_default_heartbeat() {
         rendered.status_reporting_interval(),
         std::time::Duration::from_secs(30)
     );
+}
+
+#[test]
+fn an_object_asking_for_oidc_is_never_served_anonymously() {
+    fn inputs(config: Option<&Value>) -> ConfigInputs<'_> {
+        ConfigInputs {
+            name: "demo",
+            namespace: "team",
+            group: "tools",
+            config,
+            cluster_domain: "cluster.local",
+            cluster_ip: None,
+            requires_oidc: true,
+        }
+    }
+    let rendered = render_config(&inputs(None));
+    assert!(!rendered.is_valid());
+    assert!(
+        rendered
+            .issues
+            .iter()
+            .any(|issue| issue.starts_with("spec.incomingAuth: type oidc")),
+        "{:?}",
+        rendered.issues
+    );
+    let inline = json!({"incomingAuth": {"type": "oidc", "oidc": {
+        "issuer": "https://idp.example/realms/r", "audience": "vmcp"}}});
+    let rendered = render_config(&inputs(Some(&inline)));
+    assert!(rendered.is_valid(), "{:?}", rendered.issues);
 }

@@ -43,6 +43,7 @@ fn children(vmcp: &VirtualMCPServer) -> Vec<Child> {
         config: vmcp.spec.config.as_ref(),
         cluster_domain: &settings.cluster_domain,
         cluster_ip: Some("10.0.0.7"),
+        requires_oidc: false,
     });
     assert!(config.is_valid(), "{:?}", config.issues);
     let mut out = Vec::new();
