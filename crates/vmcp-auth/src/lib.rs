@@ -3,6 +3,7 @@
 //! A request's bearer token is verified against the configured OpenID
 //! Connect issuer, and the caller it names becomes a [`Principal`].
 //!
+//! - [`authz`]: Cedar policies deciding which caller may call, get or read what.
 //! - [`principal`]: the verified caller (subject, groups, scopes, claims).
 //! - [`rejection`]: why a token is refused, classified by type, with the
 //!   HTTP status and OAuth error code each reason gets.
@@ -17,6 +18,7 @@
 
 pub mod address_guard;
 pub mod authenticator;
+pub mod authz;
 pub mod challenge;
 pub mod introspection;
 pub mod issuer;

@@ -365,18 +365,56 @@ fn check_incoming_auth(auth: &IncomingAuth, say: &mut impl FnMut(FieldPath, Stri
     if let Some(authz) = &auth.authz {
         let at = field_path!["incomingAuth", "authz"];
         match authz.kind {
-            // Refused rather than ignored: a policy that is not enforced would let everyone in.
-            AuthzType::Cedar => say(
+            AuthzType::Cedar if auth.kind == IncomingAuthType::Anonymous => say(
                 at.join("type"),
-                "Cedar authorization is not implemented in this version of vmcp; remove authz (every authenticated caller may use everything) or use type none".into(),
+                "cedar policies need a verified caller: use incomingAuth type oidc".into(),
             ),
-            AuthzType::None if !authz.policies.is_empty() => say(
+            AuthzType::Cedar if authz.policies.is_empty() => say(
                 at.join("policies"),
-                "only used with type cedar".into(),
+                "type cedar needs at least one policy (without one, every request is denied)"
+                    .into(),
             ),
+            AuthzType::Cedar => {
+                for (index, problem) in check_cedar_policies(&authz.policies) {
+                    say(at.join("policies").join(index), problem);
+                }
+            }
+            AuthzType::None if !authz.policies.is_empty() => {
+                say(at.join("policies"), "only used with type cedar".into())
+            }
             AuthzType::None => {}
         }
     }
+}
+
+/// Every problem of each Cedar policy text (by index), with its line and
+/// column in that text.
+pub fn check_cedar_policies(texts: &[String]) -> Vec<(usize, String)> {
+    use miette::Diagnostic;
+    let mut problems = Vec::new();
+    for (index, text) in texts.iter().enumerate() {
+        if text.trim().is_empty() {
+            problems.push((index, "an empty policy text".into()));
+            continue;
+        }
+        let Err(errors) = text.parse::<cedar_policy::PolicySet>() else {
+            continue;
+        };
+        for error in errors.iter() {
+            let at = error
+                .labels()
+                .and_then(|mut labels| labels.next())
+                .map(|label| {
+                    let before = &text[..label.offset().min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    format!("line {line}, column {column}: ")
+                })
+                .unwrap_or_default();
+            problems.push((index, format!("invalid Cedar policy: {at}{error}")));
+        }
+    }
+    problems
 }
 
 /// `incomingAuth.oidc`. URLs are never echoed (they may carry credentials).

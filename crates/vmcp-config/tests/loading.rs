@@ -565,7 +565,7 @@ fn incoming_auth_problems_are_reported_together_without_echoing_urls() {
         "name: x\nbackends:\n  - {name: a, transport: stdio, command: x}\n\
          incomingAuth:\n  type: oidc\n  oidc:\n    issuer: 'http://user:hunter2@idp.example/r'\n    audience: ''\n    \
          introspectionUrl: https://idp.example/i\n    clientSecretEnv: 'sk-live secret'\n    caBundlePath: ca.pem\n    \
-         scopes: ['two words']\n  authz: {type: cedar, policies: ['permit(principal, action, resource);']}\n",
+         scopes: ['two words']\n  authz:\n    type: cedar\n    policies:\n      - 'permit(principal, action, resource);'\n      - \"permit(principal, action, resource)\\nwhen { principal.x == };\"\n      - 'allow(everyone);'\n",
     );
     let text = issues.join("\n");
     for expected in [
@@ -575,7 +575,6 @@ fn incoming_auth_problems_are_reported_together_without_echoing_urls() {
         "incomingAuth.oidc.clientSecretEnv: must be the name of an environment variable",
         "incomingAuth.oidc.caBundlePath: must be an absolute path",
         "incomingAuth.oidc.scopes[0]: a scope is one word",
-        "incomingAuth.authz.type: Cedar authorization is not implemented",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }

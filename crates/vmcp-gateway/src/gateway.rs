@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use vmcp_auth::authz::Policies as AccessPolicies;
 use vmcp_config::{BackendConfig, Config};
 
 use vmcp_domain::status::{HealthSnapshot, Status, Timestamp, build_status};
@@ -111,6 +112,9 @@ pub struct Gateway {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Prometheus instruments, if metrics are on.
     metrics: Option<vmcp_status::Metrics>,
+    /// Cedar policies (`incomingAuth.authz.type: cedar`); `None`: every
+    /// caller may use everything.
+    authz: Option<Arc<AccessPolicies>>,
     /// Starts and stops supervisors; its lock also serialises registry changes.
     launcher: Mutex<Launcher>,
 }
@@ -197,6 +201,7 @@ impl Gateway {
             threshold: failure.unhealthy_threshold,
         };
         let gateway = Arc::new(Self {
+            authz: authorization_policies(&config),
             registry: ArcSwap::from_pointee(Registry::default()),
             catalogue: ArcSwap::from_pointee(Catalogue::default()),
             known: ArcSwap::from_pointee(Catalogue::default()),
@@ -453,6 +458,11 @@ impl Gateway {
     /// The configuration in force.
     pub fn config(&self) -> &Arc<Config> {
         &self.config
+    }
+
+    /// The authorization policies, when `incomingAuth.authz` is `cedar`.
+    pub fn authz(&self) -> Option<&AccessPolicies> {
+        self.authz.as_deref()
     }
 
     /// The current catalogue (one atomic load).
@@ -827,6 +837,20 @@ async fn build_off_runtime(
 
 fn to_strings(names: Vec<&str>) -> Vec<String> {
     names.into_iter().map(str::to_string).collect()
+}
+
+/// The Cedar policies of `incomingAuth.authz` (checked by validation; if
+/// they still fail to load, every request is denied rather than allowed).
+fn authorization_policies(config: &Config) -> Option<Arc<AccessPolicies>> {
+    let authz = config.incoming_auth.authz.as_ref()?;
+    if authz.kind != vmcp_config::AuthzType::Cedar {
+        return None;
+    }
+    let policies = AccessPolicies::load(&authz.policies).unwrap_or_else(|err| {
+        tracing::error!("{err}; every request is denied");
+        AccessPolicies::deny_all()
+    });
+    Some(Arc::new(policies))
 }
 
 #[cfg(test)]

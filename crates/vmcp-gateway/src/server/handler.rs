@@ -20,6 +20,7 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleServer, SubscriptionContext};
 use tokio::sync::broadcast::error::RecvError;
+use vmcp_auth::authz::Operation as Access;
 use vmcp_config::PartialFailureMode;
 
 use crate::backend::Backend;
@@ -27,6 +28,7 @@ use crate::catalogue::ListChanges;
 use crate::forward::{ForwardError, forward};
 use crate::gateway::Gateway;
 use crate::input_rounds::{Exchange, Operation, RoundLink, is_ours};
+use crate::server::authorization::{self, target, tool_target};
 use crate::server::capabilities::{BackendOffer, announced};
 use crate::server::echo::echoed;
 use crate::server::pagination::page;
@@ -43,6 +45,11 @@ impl GatewayHandler {
     /// A handler for a new session.
     pub fn new(gateway: Arc<Gateway>) -> Self {
         Self { gateway }
+    }
+
+    /// What the caller of this request may do (`incomingAuth.authz`).
+    fn access(&self, context: &RequestContext<RoleServer>) -> authorization::Access<'_> {
+        authorization::Access::new(self.gateway.authz(), &context.extensions)
     }
 
     fn page_size(&self) -> usize {
@@ -593,11 +600,12 @@ impl ServerHandler for GatewayHandler {
     async fn list_tools(
         &self,
         request: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         self.check_partial_failure()?;
         let catalogue = self.gateway.catalogue();
-        let (tools, next) = page(&catalogue.tools, cursor(&request), self.page_size())?;
+        let visible = self.access(&context).tools(&catalogue);
+        let (tools, next) = page(&visible, cursor(&request), self.page_size())?;
         let mut result = ListToolsResult::with_all_items(tools);
         result.next_cursor = next;
         Ok(result)
@@ -617,6 +625,10 @@ impl ServerHandler for GatewayHandler {
                 .map(|r| r.backend.clone());
             self.not_routable(owner, format!("unknown tool: {}", echoed(&request.name)))
         })?;
+        if let Some(tool) = catalogue.tools.iter().find(|t| t.name == request.name) {
+            self.access(&context)
+                .check(Access::CallTool, &tool_target(tool, &route.backend))?;
+        }
         let backend = self.backend(&route.backend, || {
             ErrorData::invalid_params(format!("unknown tool: {}", echoed(&request.name)), None)
         })?;
@@ -641,11 +653,12 @@ impl ServerHandler for GatewayHandler {
     async fn list_prompts(
         &self,
         request: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         self.check_partial_failure()?;
         let catalogue = self.gateway.catalogue();
-        let (prompts, next) = page(&catalogue.prompts, cursor(&request), self.page_size())?;
+        let visible = self.access(&context).prompts(&catalogue);
+        let (prompts, next) = page(&visible, cursor(&request), self.page_size())?;
         let mut result = ListPromptsResult::with_all_items(prompts);
         result.next_cursor = next;
         Ok(result)
@@ -665,6 +678,8 @@ impl ServerHandler for GatewayHandler {
                 .map(|r| r.backend.clone());
             self.not_routable(owner, format!("unknown prompt: {}", echoed(&request.name)))
         })?;
+        self.access(&context)
+            .check(Access::GetPrompt, &target(&request.name, &route.backend))?;
         let backend = self.backend(&route.backend, || {
             ErrorData::invalid_params(format!("unknown prompt: {}", echoed(&request.name)), None)
         })?;
@@ -689,11 +704,12 @@ impl ServerHandler for GatewayHandler {
     async fn list_resources(
         &self,
         request: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         self.check_partial_failure()?;
         let catalogue = self.gateway.catalogue();
-        let (resources, next) = page(&catalogue.resources, cursor(&request), self.page_size())?;
+        let visible = self.access(&context).resources(&catalogue);
+        let (resources, next) = page(&visible, cursor(&request), self.page_size())?;
         let mut result = ListResourcesResult::with_all_items(resources);
         result.next_cursor = next;
         Ok(result)
@@ -702,15 +718,12 @@ impl ServerHandler for GatewayHandler {
     async fn list_resource_templates(
         &self,
         request: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         self.check_partial_failure()?;
         let catalogue = self.gateway.catalogue();
-        let (templates, next) = page(
-            &catalogue.resource_templates,
-            cursor(&request),
-            self.page_size(),
-        )?;
+        let visible = self.access(&context).templates(&catalogue);
+        let (templates, next) = page(&visible, cursor(&request), self.page_size())?;
         let mut result = ListResourceTemplatesResult::with_all_items(templates);
         result.next_cursor = next;
         Ok(result)
@@ -723,6 +736,8 @@ impl ServerHandler for GatewayHandler {
     ) -> Result<ReadResourceResponse, ErrorData> {
         self.check_uri_length(&request.uri)?;
         let backend = self.resource_owner(&request.uri)?;
+        self.access(&context)
+            .check(Access::ReadResource, &target(&request.uri, backend.name()))?;
         match self
             .forward(
                 &backend,

@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod auth;
+pub mod authorization;
 pub mod capabilities;
 pub mod echo;
 pub mod envelope;
