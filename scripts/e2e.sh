@@ -9,7 +9,11 @@
 #   VMCP_BIN                    gateway binary (default: target/release/vmcp); tests fail if missing
 #   VMCP_E2E_TEST_TIMEOUT       per-test limit in seconds (default 180)
 #   VMCP_E2E_TIMEOUT            limit for the whole run in seconds (default 2700)
-#   VMCP_E2E_SKIP_INSTALL=1     do not run scripts/install-peers.sh and scripts/kube-test-env.sh install first
+#   VMCP_E2E_SKIP_INSTALL=1     do not run scripts/install-peers.sh, scripts/kube-test-env.sh install
+#                               and scripts/install-idp.sh first
+#   VMCP_KEYCLOAK_HOME          an installed Keycloak (default: where scripts/install-idp.sh puts it)
+#   VMCP_KEYCLOAK_JAVA_HOME     Java >= 21 to run it (default: the one the install script chose)
+#   VMCP_KEYCLOAK_START_TIMEOUT seconds to wait for Keycloak to be ready (default 180)
 #   VMCP_KUBE_ENV_DIR           state dir of the Kubernetes test environment (see scripts/kube-test-env.sh)
 #   VMCP_KUBE_NODE_ENV_DIR      state dir of the single-node cluster (default .cache/kube-node-env)
 #   KUBEBUILDER_ASSETS          dir with kube-apiserver and etcd binaries: nothing is built
@@ -31,6 +35,7 @@ PY="$REPO/.cache/venv/bin/python"
 if [ "${VMCP_E2E_SKIP_INSTALL:-0}" != 1 ]; then
   "$REPO/scripts/install-peers.sh"
   "$REPO/scripts/kube-test-env.sh" install --node
+  "$REPO/scripts/install-idp.sh"
 fi
 if [ ! -x "$PY" ]; then
   echo "e2e: $PY is missing; run scripts/install-peers.sh" >&2

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from harness import EVERYTHING_JS, LOOPBACK_CJS, PY_BACKEND, REPO, Launcher, Stack, default_example_server_bin, default_vmcp_bin, tail
+from keycloak import keycloak  # noqa: F401 - session fixture: Keycloak with the vmcp realm (keycloak.py)
 from kube import CRD_DIR, Kube, KubeEnv, KubeEnvError, KubeError, WaitTimeout, namespace_path
 
 # Fixtures that need the Kubernetes environment: tests using any of them get the `kube` marker.
