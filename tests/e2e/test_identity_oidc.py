@@ -16,7 +16,9 @@ from typing import Any
 
 import httpx
 import httpx2
+import mcp_types as types
 import pytest
+from mcp.shared.exceptions import MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 from harness import (
@@ -285,6 +287,15 @@ async def test_cedar_policies_decide_what_each_caller_sees_and_calls(launcher: L
                 "forbidden": await call_error(client, "pyhttp_fail") if user == "alice" else None,
                 "own": await call_text(client, "pyhttp_whoami") if user == "alice" else None,
             }
+            if user == "bob":
+                # What bob may not read or get, he may not subscribe to or complete either.
+                for attempt in (
+                    client.subscribe_resource("py://pyhttp/info"),
+                    client.complete(types.PromptReference(type="ref/prompt", name="pyhttp_greet"), {"name": "b", "value": "b"}),
+                ):
+                    with pytest.raises(MCPError) as denied:
+                        await attempt
+                    assert denied.value.code == UNAUTHORIZED, denied.value
     alice, bob = seen["alice"], seen["bob"]
     assert alice["tools"] == {"pysse_echo"} | (expected_py_tools("pyhttp") - {"pyhttp_fail"}), alice["tools"]
     assert bob["tools"] == {"pysse_echo"}, bob["tools"]

@@ -173,6 +173,9 @@ impl GatewayHandler {
         context: &RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let backend = self.subscription_owner(&request.uri)?;
+        // Updates tell what a resource holds: subscribing needs read access.
+        self.access(context)
+            .check(Access::ReadResource, &target(&request.uri, backend.name()))?;
         let sessions = &self.gateway.sessions;
         let deadline = tokio::time::Instant::now() + backend.call_timeout();
         loop {
@@ -625,10 +628,16 @@ impl ServerHandler for GatewayHandler {
                 .map(|r| r.backend.clone());
             self.not_routable(owner, format!("unknown tool: {}", echoed(&request.name)))
         })?;
-        if let Some(tool) = catalogue.tools.iter().find(|t| t.name == request.name) {
-            self.access(&context)
-                .check(Access::CallTool, &tool_target(tool, &route.backend))?;
-        }
+        // Checked even if the listed tool is not found (fail closed).
+        let subject = catalogue
+            .tools
+            .iter()
+            .find(|t| t.name == request.name)
+            .map_or_else(
+                || target(&request.name, &route.backend),
+                |tool| tool_target(tool, &route.backend),
+            );
+        self.access(&context).check(Access::CallTool, &subject)?;
         let backend = self.backend(&route.backend, || {
             ErrorData::invalid_params(format!("unknown tool: {}", echoed(&request.name)), None)
         })?;
@@ -768,12 +777,15 @@ impl ServerHandler for GatewayHandler {
                         None,
                     )
                 })?;
+                // Completions reveal a prompt's arguments: as private as the prompt.
+                self.access(&context)
+                    .check(Access::GetPrompt, &target(&prompt.name, &route.backend))?;
                 prompt.name = route.name.clone();
                 route.backend.clone()
             }
             Reference::Resource(resource) => {
                 self.check_uri_length(&resource.uri)?;
-                catalogue
+                let owner = catalogue
                     .route_template(&resource.uri)
                     .or_else(|| catalogue.route_resource(&resource.uri))
                     .cloned()
@@ -782,7 +794,10 @@ impl ServerHandler for GatewayHandler {
                             format!("unknown resource template: {}", echoed(&resource.uri)),
                             None,
                         )
-                    })?
+                    })?;
+                self.access(&context)
+                    .check(Access::ReadResource, &target(&resource.uri, &owner))?;
+                owner
             }
             _ => {
                 return Err(ErrorData::invalid_params(
