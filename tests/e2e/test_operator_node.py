@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,6 +103,12 @@ def operator_logs(kube: Kube) -> str:
     return "\n".join(parts)
 
 
+def tcp_answers(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
+
+
 def provision(cluster: NodeCluster, spec: dict[str, Any] | None = None) -> None:
     cluster.kube.create(mcpgroup_path(cluster.namespace), mcpgroup_manifest(cluster.namespace, GROUP))
     cluster.kube.create(vmcp_path(cluster.namespace), virtualmcpserver_manifest(cluster.namespace, NAME, GROUP, {"config": FAST_CONFIG, **(spec or {})}))
@@ -134,7 +141,11 @@ async def test_the_operator_provisions_a_gateway_that_really_runs(cluster: NodeC
     # An MCP client reaches the backend's tools through the gateway's Service.
     service = cluster.kube.get(f"/api/v1/namespaces/{cluster.namespace}/services/vmcp-{NAME}")
     cluster.kube.wait_for(lambda: cluster.ready_endpoints(f"vmcp-{NAME}"), POD_START, "the gateway Service to have a ready endpoint")
-    async with connect(f"http://{service['spec']['clusterIP']}:{GATEWAY_PORT}/mcp") as client:
+    # A ready endpoint is in the API before kube-proxy has programmed the ClusterIP (CI failed
+    # on that race): wait until the Service address answers TCP.
+    cluster_ip = service["spec"]["clusterIP"]
+    cluster.kube.wait_for(lambda: tcp_answers(cluster_ip, GATEWAY_PORT), POD_START, "the gateway's ClusterIP to accept connections")
+    async with connect(f"http://{cluster_ip}:{GATEWAY_PORT}/mcp") as client:
         names = await tool_names(client)
     assert any(n.startswith("alpha") for n in names), names
 
