@@ -132,13 +132,13 @@ impl Authenticator {
     pub async fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Principal, Rejection> {
         let token = bearer_token(authorization.ok_or(Rejection::Missing)?)?;
         let principal = if jwt::looks_like_jwt(token) {
-            let (_, kid) = jwt::header(token)?;
+            let (algorithm, kid) = jwt::header(token)?;
             let keys = self
                 .issuer
                 .keys(kid.as_deref())
                 .await
                 .map_err(|err| self.unavailable(&err))?;
-            jwt::verify(token, &keys, &self.expect)?
+            jwt::verify_parsed(token, algorithm, kid.as_deref(), &keys, &self.expect)?
         } else if let Some((client_id, secret)) = &self.introspection {
             self.introspect(token, client_id, secret).await?
         } else {

@@ -89,9 +89,18 @@ pub fn header(token: &str) -> Result<(Algorithm, Option<String>), Rejection> {
 /// Verifies `token` with `keys` and returns the caller it names.
 pub fn verify(token: &str, keys: &KeySet, expect: &Expectations) -> Result<Principal, Rejection> {
     let (algorithm, kid) = header(token)?;
-    let key = keys
-        .select(kid.as_deref(), algorithm)
-        .ok_or(Rejection::UnknownKey)?;
+    verify_parsed(token, algorithm, kid.as_deref(), keys, expect)
+}
+
+/// [`verify`] for a token whose [`header`] was already read.
+pub fn verify_parsed(
+    token: &str,
+    algorithm: Algorithm,
+    kid: Option<&str>,
+    keys: &KeySet,
+    expect: &Expectations,
+) -> Result<Principal, Rejection> {
+    let key = keys.select(kid, algorithm).ok_or(Rejection::UnknownKey)?;
     if key.algorithm.is_some_and(|alg| alg != algorithm) || key.key.family() != algorithm.family() {
         return Err(Rejection::Algorithm);
     }

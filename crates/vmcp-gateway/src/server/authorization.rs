@@ -71,6 +71,26 @@ impl<'a> Access<'a> {
         ))
     }
 
+    /// [`Self::check`] for calling tool `name` of `backend`; the tool's
+    /// annotations are looked up only when policies are enforced, and a tool
+    /// missing from the list is still checked (fail closed).
+    pub fn check_call(
+        &self,
+        catalogue: &Catalogue,
+        name: &str,
+        backend: &str,
+    ) -> Result<(), ErrorData> {
+        if self.policies.is_none() {
+            return Ok(());
+        }
+        let subject = catalogue
+            .tools
+            .iter()
+            .find(|tool| tool.name == name)
+            .map_or_else(|| target(name, backend), |tool| tool_target(tool, backend));
+        self.check(Operation::CallTool, &subject)
+    }
+
     /// The tools the caller may call.
     pub fn tools<'c>(&self, catalogue: &'c Catalogue) -> Cow<'c, [Tool]> {
         self.filter(&catalogue.tools, |tool| {

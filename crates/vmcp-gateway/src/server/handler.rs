@@ -28,7 +28,7 @@ use crate::catalogue::ListChanges;
 use crate::forward::{ForwardError, forward};
 use crate::gateway::Gateway;
 use crate::input_rounds::{Exchange, Operation, RoundLink, is_ours};
-use crate::server::authorization::{self, target, tool_target};
+use crate::server::authorization::{self, target};
 use crate::server::capabilities::{BackendOffer, announced};
 use crate::server::echo::echoed;
 use crate::server::pagination::page;
@@ -628,16 +628,8 @@ impl ServerHandler for GatewayHandler {
                 .map(|r| r.backend.clone());
             self.not_routable(owner, format!("unknown tool: {}", echoed(&request.name)))
         })?;
-        // Checked even if the listed tool is not found (fail closed).
-        let subject = catalogue
-            .tools
-            .iter()
-            .find(|t| t.name == request.name)
-            .map_or_else(
-                || target(&request.name, &route.backend),
-                |tool| tool_target(tool, &route.backend),
-            );
-        self.access(&context).check(Access::CallTool, &subject)?;
+        self.access(&context)
+            .check_call(&catalogue, &request.name, &route.backend)?;
         let backend = self.backend(&route.backend, || {
             ErrorData::invalid_params(format!("unknown tool: {}", echoed(&request.name)), None)
         })?;
