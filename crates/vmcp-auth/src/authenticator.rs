@@ -1,17 +1,21 @@
 //! The whole check of one request's `Authorization` header against the
 //! configured issuer: JWTs by signature and claims, opaque tokens by
-//! introspection (when configured), then the required scopes.
+//! introspection (when configured), then the required scopes. Accepted
+//! tokens are remembered for a while ([`VerifiedTokens`]), so a session's
+//! requests cost one hash and one lookup, not a signature check each.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use vmcp_config::OidcConfig;
 
-use crate::introspection::{self, Cache};
+use crate::introspection;
 use crate::issuer::{Issuer, IssuerError};
 use crate::jwt::{self, Expectations};
 use crate::principal::Principal;
 use crate::rejection::Rejection;
+use crate::verified_cache::VerifiedTokens;
 
 /// Seconds between two warnings about an unreachable identity provider.
 const WARN_EVERY_SECONDS: u64 = 10;
@@ -41,7 +45,7 @@ pub struct Authenticator {
     resource: String,
     /// Client credentials for introspection, when configured.
     introspection: Option<(String, String)>,
-    cache: Cache,
+    verified: VerifiedTokens,
     last_warning: AtomicU64,
 }
 
@@ -108,7 +112,7 @@ impl Authenticator {
             required_scopes: oidc.scopes.clone(),
             resource: oidc.resource_indicator().to_owned(),
             introspection,
-            cache: Cache::default(),
+            verified: VerifiedTokens::default(),
             last_warning: AtomicU64::new(0),
         })
     }
@@ -129,21 +133,24 @@ impl Authenticator {
     }
 
     /// The caller of a request with this `Authorization` header value.
-    pub async fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Principal, Rejection> {
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+    ) -> Result<Arc<Principal>, Rejection> {
         let token = bearer_token(authorization.ok_or(Rejection::Missing)?)?;
-        let principal = if jwt::looks_like_jwt(token) {
-            let (algorithm, kid) = jwt::header(token)?;
-            let keys = self
-                .issuer
-                .keys(kid.as_deref())
-                .await
-                .map_err(|err| self.unavailable(&err))?;
-            jwt::verify_parsed(token, algorithm, kid.as_deref(), &keys, &self.expect)?
-        } else if let Some((client_id, secret)) = &self.introspection {
-            self.introspect(token, client_id, secret).await?
-        } else {
+        if token.len() > jwt::MAX_TOKEN_BYTES {
             return Err(Rejection::Malformed);
+        }
+        let principal = match self.verified.get(token) {
+            Some(principal) => principal,
+            None => {
+                let principal = Arc::new(self.verify(token).await?);
+                self.verified.put(token, &principal, unix_now());
+                principal
+            }
         };
+        // Checked on every request, cached or not: the setting is the
+        // gateway's, not the token's.
         if !principal.missing_scopes(&self.required_scopes).is_empty() {
             return Err(Rejection::InsufficientScope {
                 required: self.required_scopes.clone(),
@@ -152,27 +159,27 @@ impl Authenticator {
         Ok(principal)
     }
 
-    async fn introspect(
-        &self,
-        token: &str,
-        client_id: &str,
-        secret: &str,
-    ) -> Result<Principal, Rejection> {
-        if token.len() > jwt::MAX_TOKEN_BYTES {
+    /// The caller `token` names, checked with the issuer's keys (a JWT) or
+    /// by introspection (an opaque token, when configured).
+    async fn verify(&self, token: &str) -> Result<Principal, Rejection> {
+        if jwt::looks_like_jwt(token) {
+            let (algorithm, kid) = jwt::header(token)?;
+            let keys = self
+                .issuer
+                .keys(kid.as_deref())
+                .await
+                .map_err(|err| self.unavailable(&err))?;
+            return jwt::verify_parsed(token, algorithm, kid.as_deref(), &keys, &self.expect);
+        }
+        let Some((client_id, secret)) = &self.introspection else {
             return Err(Rejection::Malformed);
-        }
-        if let Some(principal) = self.cache.get(token) {
-            return Ok(principal);
-        }
+        };
         let answer = self
             .issuer
             .introspect(token, client_id, secret)
             .await
             .map_err(|err| self.unavailable(&err))?;
-        let now = unix_now();
-        let principal = introspection::judge(answer, &self.expect, now)?;
-        self.cache.put(token, &principal, now);
-        Ok(principal)
+        introspection::judge(answer, &self.expect, unix_now())
     }
 
     /// Logs (at most every few seconds) why the provider failed.

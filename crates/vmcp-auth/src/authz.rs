@@ -15,7 +15,9 @@
 //! evaluation error denies.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
@@ -118,13 +120,7 @@ impl Policies {
         operation: Operation,
         target: &Target<'_>,
     ) -> Option<(Request, Entities)> {
-        let client = uid("Client", &principal.subject)?;
-        let groups: HashSet<EntityUid> = principal
-            .groups
-            .iter()
-            .filter_map(|group| uid("THVGroup", group))
-            .collect();
-        let caller = Entity::new(client.clone(), claim_attributes(principal), groups).ok()?;
+        let (client, caller) = principal.cedar.get(principal)?;
         let server = uid("MCP", target.backend)?;
         let resource = uid(operation.resource_type(), target.name)?;
         let mut attributes = HashMap::from([
@@ -142,10 +138,47 @@ impl Policies {
         }
         let object = Entity::new(resource.clone(), attributes, HashSet::from([server])).ok()?;
         let action = uid("Action", operation.action())?;
-        let entities = Entities::from_entities([caller, object], None).ok()?;
-        let request = Request::new(client, action, resource, Context::empty(), None).ok()?;
+        let entities = caller.clone().add_entities([object], None).ok()?;
+        let request = Request::new(client.clone(), action, resource, Context::empty(), None).ok()?;
         Some((request, entities))
     }
+}
+
+/// A principal as Cedar sees it (its `Client` entity, in its groups, with
+/// its claims), built the first time a policy decides on it: a principal
+/// lives as long as its token is cached, so a session's decisions share it.
+#[derive(Clone, Default)]
+pub struct CallerEntity(OnceLock<Option<(EntityUid, Entities)>>);
+
+impl CallerEntity {
+    fn get(&self, principal: &Principal) -> Option<&(EntityUid, Entities)> {
+        self.0.get_or_init(|| caller_entity(principal)).as_ref()
+    }
+}
+
+/// Derived from the principal's claims, so it never makes two principals differ.
+impl PartialEq for CallerEntity {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for CallerEntity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CallerEntity")
+    }
+}
+
+fn caller_entity(principal: &Principal) -> Option<(EntityUid, Entities)> {
+    let client = uid("Client", &principal.subject)?;
+    let groups: HashSet<EntityUid> = principal
+        .groups
+        .iter()
+        .filter_map(|group| uid("THVGroup", group))
+        .collect();
+    let caller = Entity::new(client.clone(), claim_attributes(principal), groups).ok()?;
+    let entities = Entities::from_entities([caller], None).ok()?;
+    Some((client, entities))
 }
 
 fn uid(kind: &str, id: &str) -> Option<EntityUid> {

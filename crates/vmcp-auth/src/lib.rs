@@ -12,13 +12,16 @@
 //! - [`address_guard`]: keeps issuer requests off private addresses unless allowed.
 //! - [`issuer`]: discovery, the JWKS cache (refreshed on an unknown key, rate
 //!   limited) and RFC 7662 introspection — the I/O half.
-//! - [`introspection`]: reading introspection answers, and their cache.
+//! - [`introspection`]: reading introspection answers.
+//! - [`bounded_cache`]: the expiring, bounded map behind both token caches.
+//! - [`verified_cache`]: recently accepted tokens (by digest) and their callers.
 //! - [`challenge`]: `WWW-Authenticate` and the RFC 9728 protected resource metadata.
 //! - [`authenticator`]: the whole check for one `Authorization` header.
 
 pub mod address_guard;
 pub mod authenticator;
 pub mod authz;
+pub mod bounded_cache;
 pub mod challenge;
 pub mod introspection;
 pub mod issuer;
@@ -26,6 +29,7 @@ pub mod jwt;
 pub mod keys;
 pub mod principal;
 pub mod rejection;
+pub mod verified_cache;
 
 pub use authenticator::{Authenticator, SetupError};
 pub use principal::Principal;

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::authz::CallerEntity;
+
 /// Claims whose values name the caller's groups, first match wins.
 const GROUP_CLAIMS: &[&str] = &["groups", "roles", "cognito:groups"];
 
@@ -20,6 +22,8 @@ pub struct Principal {
     pub expires_at: Option<u64>,
     /// Every claim of the token (for authorization policies).
     pub claims: Map<String, Value>,
+    /// This caller as policies see it, built on first use.
+    pub(crate) cedar: CallerEntity,
 }
 
 impl Principal {
@@ -45,6 +49,7 @@ impl Principal {
             scopes,
             expires_at: claims.get("exp").and_then(Value::as_u64),
             claims,
+            cedar: CallerEntity::default(),
         })
     }
 

@@ -79,7 +79,7 @@ impl IncomingAuth {
     }
 
     /// The caller of a request, or why it is refused.
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Rejection> {
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, Rejection> {
         let authorization = headers
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes);
@@ -155,7 +155,7 @@ pub async fn require_bearer(
         tracing::warn!("refused a request on a session opened by another caller");
         return auth.refuse(request.headers(), &Rejection::WrongCaller);
     }
-    request.extensions_mut().insert(Arc::new(principal));
+    request.extensions_mut().insert(principal);
     next.run(request).await
 }
 
