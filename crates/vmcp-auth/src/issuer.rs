@@ -258,33 +258,45 @@ impl Issuer {
     }
 
     async fn read_json(&self, request: reqwest::RequestBuilder) -> Result<Value, IssuerError> {
-        let mut response = request
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|err| IssuerError::Request(describe(&err)))?;
+        let response = send_json_request(request).await?;
         if !response.status().is_success() {
             return Err(IssuerError::Status(response.status().as_u16()));
         }
-        if response
-            .content_length()
-            .is_some_and(|length| length > MAX_DOCUMENT_BYTES as u64)
-        {
+        read_json_body(response).await
+    }
+}
+
+/// Sends a request that expects a JSON answer.
+pub(crate) async fn send_json_request(
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, IssuerError> {
+    request
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|err| IssuerError::Request(describe(&err)))
+}
+
+/// The answer's body as JSON, read up to [`MAX_DOCUMENT_BYTES`].
+pub(crate) async fn read_json_body(mut response: reqwest::Response) -> Result<Value, IssuerError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_DOCUMENT_BYTES as u64)
+    {
+        return Err(IssuerError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|err| IssuerError::Request(describe(&err)))?
+    {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
             return Err(IssuerError::TooLarge);
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|err| IssuerError::Request(describe(&err)))?
-        {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(IssuerError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        serde_json::from_slice(&body).map_err(|_| IssuerError::Invalid("not JSON"))
+        body.extend_from_slice(&chunk);
     }
+    serde_json::from_slice(&body).map_err(|_| IssuerError::Invalid("not JSON"))
 }
 
 /// A request error without its URL (which may carry a query or credentials).

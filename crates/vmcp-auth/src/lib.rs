@@ -1,4 +1,4 @@
-//! Client identity for vmcp: who is calling.
+//! Identity for vmcp: who is calling, and what the gateway calls backends with.
 //!
 //! A request's bearer token is verified against the configured OpenID
 //! Connect issuer, and the caller it names becomes a [`Principal`].
@@ -17,6 +17,8 @@
 //! - [`verified_cache`]: recently accepted tokens (by digest) and their callers.
 //! - [`challenge`]: `WWW-Authenticate` and the RFC 9728 protected resource metadata.
 //! - [`authenticator`]: the whole check for one `Authorization` header.
+//! - [`token_exchange`]: outgoing tokens for a backend (RFC 8693 exchange of
+//!   the caller's token; the gateway's own by client credentials).
 
 pub mod address_guard;
 pub mod authenticator;
@@ -29,6 +31,7 @@ pub mod jwt;
 pub mod keys;
 pub mod principal;
 pub mod rejection;
+pub mod token_exchange;
 pub mod verified_cache;
 
 pub use authenticator::{Authenticator, SetupError};

@@ -125,6 +125,9 @@ pub struct BackendAuth {
     /// Settings for `header_injection`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header_injection: Option<HeaderInjection>,
+    /// Settings for `token_exchange`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_exchange: Option<TokenExchange>,
 }
 
 /// Supported outgoing auth strategies.
@@ -135,6 +138,8 @@ pub enum AuthType {
     Unauthenticated,
     /// Add a fixed header (e.g. an API key) to every request.
     HeaderInjection,
+    /// Exchange the caller's token for one meant for the backend (RFC 8693).
+    TokenExchange,
 }
 
 impl AuthType {
@@ -143,6 +148,7 @@ impl AuthType {
         match self {
             Self::Unauthenticated => "unauthenticated",
             Self::HeaderInjection => "header_injection",
+            Self::TokenExchange => "token_exchange",
         }
     }
 }
@@ -160,6 +166,39 @@ pub struct HeaderInjection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header_value_env: Option<String>,
 }
+
+/// RFC 8693 token exchange for one backend: each call carries a token the
+/// identity provider issued for the backend in exchange for the caller's,
+/// and the gateway's own requests (initialize, lists, health) carry a
+/// token it obtains for itself with the client credentials grant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TokenExchange {
+    /// The identity provider's token endpoint.
+    pub token_url: String,
+    /// The gateway's client id at the identity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The client secret, literally (prefer `clientSecretEnv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// Name of an environment variable holding the client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_env: Option<String>,
+    /// The audience to ask for (the backend's client id or resource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Scopes to ask for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Type of the caller's token; default
+    /// `urn:ietf:params:oauth:token-type:access_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_token_type: Option<String>,
+}
+
+/// The default `subjectTokenType`.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// Capability aggregation settings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

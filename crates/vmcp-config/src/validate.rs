@@ -9,7 +9,7 @@ use crate::field_path;
 use crate::incoming_auth::{AuthzType, IncomingAuth, IncomingAuthType, OidcConfig};
 use crate::load::FieldPath;
 use crate::model::{
-    AuthType, BackendAuth, Config, ConflictResolution, ServerSettings, TransportKind,
+    AuthType, BackendAuth, Config, ConflictResolution, ServerSettings, TokenExchange, TransportKind,
 };
 
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
@@ -105,14 +105,19 @@ pub fn validate(config: &Config, known_backends: &BTreeSet<String>) -> Vec<(Fiel
     check_incoming_auth(&config.incoming_auth, &mut say);
     let auth = &config.outgoing_auth;
     if let Some(default) = &auth.default {
-        check_auth(default, field_path!["outgoingAuth", "default"], &mut say);
+        check_auth(
+            default,
+            &config.incoming_auth,
+            field_path!["outgoingAuth", "default"],
+            &mut say,
+        );
     }
     for (name, backend_auth) in &auth.backends {
         let at = field_path!["outgoingAuth", "backends", name.as_str()];
         if !is_known(name) {
             say(at.clone(), format!("unknown backend {name:?}"));
         }
-        check_auth(backend_auth, at, &mut say);
+        check_auth(backend_auth, &config.incoming_auth, at, &mut say);
     }
 
     let aggregation = &config.aggregation;
@@ -491,9 +496,35 @@ fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn check_auth(auth: &BackendAuth, at: FieldPath, say: &mut impl FnMut(FieldPath, String)) {
+fn check_auth(
+    auth: &BackendAuth,
+    incoming: &IncomingAuth,
+    at: FieldPath,
+    say: &mut impl FnMut(FieldPath, String),
+) {
+    if auth.token_exchange.is_some() && auth.kind != AuthType::TokenExchange {
+        say(
+            at.join("tokenExchange"),
+            "only used with type token_exchange".into(),
+        );
+    }
+    if auth.kind == AuthType::TokenExchange {
+        match &auth.token_exchange {
+            None => say(
+                at.join("type"),
+                "type token_exchange needs tokenExchange {tokenUrl, clientId, clientSecretEnv, audience}".into(),
+            ),
+            Some(exchange) => check_token_exchange(exchange, incoming, at.join("tokenExchange"), say),
+        }
+        if incoming.kind != IncomingAuthType::Oidc {
+            say(
+                at.join("type"),
+                "token_exchange exchanges the caller's token: it needs incomingAuth type oidc".into(),
+            );
+        }
+    }
     match (auth.kind, &auth.header_injection) {
-        (AuthType::Unauthenticated, Some(_)) => say(
+        (AuthType::Unauthenticated | AuthType::TokenExchange, Some(_)) => say(
             at.join("headerInjection"),
             "only used with type header_injection".into(),
         ),
@@ -518,7 +549,69 @@ fn check_auth(auth: &BackendAuth, at: FieldPath, say: &mut impl FnMut(FieldPath,
                 _ => {}
             }
         }
-        (AuthType::Unauthenticated, None) => {}
+        (AuthType::Unauthenticated | AuthType::TokenExchange, None) => {}
+    }
+}
+
+fn check_token_exchange(
+    exchange: &TokenExchange,
+    incoming: &IncomingAuth,
+    at: FieldPath,
+    say: &mut impl FnMut(FieldPath, String),
+) {
+    let insecure_allowed = incoming.oidc.as_ref().is_some_and(|oidc| oidc.insecure_allow_http);
+    match url::Url::parse(&exchange.token_url) {
+        Err(_) => say(at.join("tokenUrl"), "invalid url".into()),
+        Ok(url) if !matches!(url.scheme(), "http" | "https") || url.host().is_none() => say(
+            at.join("tokenUrl"),
+            "must be an https url with a host".into(),
+        ),
+        Ok(url) if url.scheme() == "http" && !insecure_allowed => say(
+            at.join("tokenUrl"),
+            "must use https: it receives the client secret and callers' tokens (incomingAuth.oidc.insecureAllowHttp: true allows http for local development)".into(),
+        ),
+        Ok(_) => {}
+    }
+    if exchange.client_id.as_deref().is_none_or(|id| id.trim().is_empty()) {
+        say(
+            at.join("clientId"),
+            "required: the gateway authenticates to the token endpoint as this client".into(),
+        );
+    }
+    match (&exchange.client_secret, &exchange.client_secret_env) {
+        (Some(_), Some(_)) => say(
+            at.clone(),
+            "set one of clientSecret and clientSecretEnv, not both".into(),
+        ),
+        (None, None) => say(
+            at.join("clientSecretEnv"),
+            "required (or clientSecret): the name of an environment variable holding the client secret".into(),
+        ),
+        (None, Some(var)) if !is_env_name(var) => say(
+            at.join("clientSecretEnv"),
+            "must be an environment variable name (letters, digits, _)".into(),
+        ),
+        _ => {}
+    }
+    if exchange.audience.as_deref().is_some_and(|aud| aud.trim().is_empty()) {
+        say(at.join("audience"), "must not be empty when set".into());
+    }
+    for (index, scope) in exchange.scopes.iter().enumerate() {
+        if scope.is_empty() || scope.contains(char::is_whitespace) {
+            say(
+                at.join("scopes").join(index),
+                "a scope is one word, without spaces".into(),
+            );
+        }
+    }
+    if let Some(kind) = &exchange.subject_token_type
+        && !kind.starts_with("urn:ietf:params:oauth:token-type:")
+    {
+        say(
+            at.join("subjectTokenType"),
+            "must be an RFC 8693 token type, e.g. urn:ietf:params:oauth:token-type:access_token"
+                .into(),
+        );
     }
 }
 

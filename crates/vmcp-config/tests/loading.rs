@@ -609,3 +609,57 @@ fn incoming_auth_problems_are_reported_together_without_echoing_urls() {
         "{issues:?}"
     );
 }
+
+#[test]
+fn token_exchange_reads_the_reference_fields() {
+    let config = load_str(
+        "name: x\nbackends:\n  - {name: a, transport: streamable-http, url: 'https://a.example/mcp'}\n\
+         incomingAuth:\n  type: oidc\n  oidc: {issuer: 'https://idp.example/r', audience: vmcp}\n\
+         outgoingAuth:\n  backends:\n    a:\n      type: token_exchange\n      tokenExchange:\n        \
+         tokenUrl: https://idp.example/r/token\n        clientId: vmcp\n        clientSecretEnv: VMCP_SECRET\n        \
+         audience: a-mcp\n        scopes: [read, write]\n",
+        "test.yaml",
+    )
+    .expect("valid");
+    let auth = config.outgoing_auth.for_backend("a").expect("a's auth");
+    assert_eq!(auth.kind, vmcp_config::AuthType::TokenExchange);
+    let exchange = auth.token_exchange.as_ref().expect("tokenExchange");
+    assert_eq!(exchange.audience.as_deref(), Some("a-mcp"));
+    assert_eq!(exchange.scopes, ["read", "write"]);
+    assert_eq!(exchange.subject_token_type, None);
+}
+
+#[test]
+fn token_exchange_problems_are_reported_together_without_echoing_secrets() {
+    let issues = issues_of(
+        "name: x\nbackends:\n  - {name: a, transport: streamable-http, url: 'https://a.example/mcp'}\n\
+         outgoingAuth:\n  backends:\n    a:\n      type: token_exchange\n      tokenExchange:\n        \
+         tokenUrl: 'http://user:hunter2@idp.example/token'\n        clientSecret: sk-live-1\n        \
+         clientSecretEnv: VMCP_SECRET\n        scopes: ['two words']\n        subjectTokenType: jwt\n",
+    );
+    let text = issues.join("\n");
+    for expected in [
+        "outgoingAuth.backends.a.tokenExchange.tokenUrl: must use https",
+        "outgoingAuth.backends.a.tokenExchange.clientId: required",
+        "outgoingAuth.backends.a.tokenExchange: set one of clientSecret and clientSecretEnv, not both",
+        "outgoingAuth.backends.a.tokenExchange.scopes[0]: a scope is one word",
+        "outgoingAuth.backends.a.tokenExchange.subjectTokenType: must be an RFC 8693 token type",
+        "outgoingAuth.backends.a.type: token_exchange exchanges the caller's token: it needs incomingAuth type oidc",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains("hunter2") && !text.contains("sk-live"),
+        "{text}"
+    );
+    let issues = issues_of(
+        "name: x\nbackends:\n  - {name: a, transport: streamable-http, url: 'https://a.example/mcp'}\n\
+         outgoingAuth:\n  backends:\n    a: {type: token_exchange}\n",
+    );
+    assert!(
+        issues
+            .iter()
+            .any(|i| i.contains("a.type: type token_exchange needs tokenExchange")),
+        "{issues:?}"
+    );
+}

@@ -6,13 +6,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::model::{ClientRequest, ErrorCode, ErrorData, ServerResult};
-use rmcp::service::{PeerRequestOptions, RequestContext, RoleServer, ServiceError};
+use rmcp::model::{ClientRequest, ErrorCode, ErrorData, GetExtensions, ServerResult};
+use rmcp::service::{Peer, PeerRequestOptions, RequestContext, RoleClient, RoleServer, ServiceError};
 use serde_json::json;
 
+use vmcp_auth::Principal;
+use vmcp_auth::authenticator::bearer_token;
+use vmcp_auth::token_exchange::ExchangeError;
 use vmcp_domain::health::FailureKind;
 use vmcp_status::CallOutcome;
 
+use crate::backend::connect::ConnectError;
+use crate::backend::credentials::{CallerToken, CallerTokenError, Credentials};
 use crate::backend::{Backend, ConnectionState};
 use crate::input_rounds::RoundLink;
 use crate::routes::{CallRoutes, Caller};
@@ -81,6 +86,15 @@ pub enum ForwardError {
         /// Backend name.
         backend: String,
     },
+    /// No token for the backend could be obtained for this caller (token
+    /// exchange): neither a backend failure nor a circuit breaker failure.
+    #[error("backend {backend} needs a token for you that could not be obtained: {reason}")]
+    Credentials {
+        /// Backend name.
+        backend: String,
+        /// Why (never a token, secret or address).
+        reason: CallerTokenError,
+    },
     /// The backend answered with a JSON-RPC error; it is passed through unchanged.
     #[error("{0}")]
     Backend(ErrorData),
@@ -116,6 +130,9 @@ impl From<ForwardError> for ErrorData {
             }
             ForwardError::ShuttingDown { backend } => {
                 (ErrorCode::INTERNAL_ERROR, backend, "shutting_down")
+            }
+            ForwardError::Credentials { backend, .. } => {
+                (ErrorCode::INTERNAL_ERROR, backend, "credentials")
             }
             ForwardError::Cancelled => {
                 return ErrorData::new(ErrorCode::INTERNAL_ERROR, message, None);
@@ -160,9 +177,11 @@ pub async fn forward(
             Ok(_) => CallOutcome::Ok,
             Err(ForwardError::Backend(_)) => CallOutcome::Error,
             Err(ForwardError::Timeout { .. }) => CallOutcome::Timeout,
-            Err(ForwardError::CircuitOpen { .. } | ForwardError::Unavailable { .. }) => {
-                CallOutcome::Rejected
-            }
+            Err(
+                ForwardError::CircuitOpen { .. }
+                | ForwardError::Unavailable { .. }
+                | ForwardError::Credentials { .. },
+            ) => CallOutcome::Rejected,
             Err(_) => CallOutcome::Failure,
         };
         metrics.record_call(backend.name(), method, outcome, started.elapsed());
@@ -199,6 +218,10 @@ async fn forward_checked(
                 .unwrap_or_else(|| "backend unhealthy".to_string()),
         });
     }
+    // Before the circuit breaker: a caller without a usable token is not
+    // the backend's failure, and takes no trial call from it.
+    let mut request = request;
+    let upstream = upstream_for(backend, &mut request, context).await?;
     if backend.peer().is_some()
         && let Err(retry_in) = backend.admit()
     {
@@ -207,7 +230,7 @@ async fn forward_checked(
             retry_in,
         });
     }
-    let result = send(backend, request, context, routes, rounds).await;
+    let result = send(backend, upstream, request, context, routes, rounds).await;
     match &result {
         Ok(_) | Err(ForwardError::Backend(_)) => {
             backend.observe(|health| health.call_succeeded());
@@ -227,20 +250,101 @@ async fn forward_checked(
                 Default::default()
             });
         }
-        Err(ForwardError::Unavailable { .. } | ForwardError::CircuitOpen { .. }) => {}
+        Err(
+            ForwardError::Unavailable { .. }
+            | ForwardError::CircuitOpen { .. }
+            | ForwardError::Credentials { .. },
+        ) => {}
     }
     result
 }
 
+/// The connection a call goes on: the backend's shared one, or under token
+/// exchange the caller's own session (see [`crate::backend::caller_lanes`]),
+/// with the caller's exchanged token attached to `request`.
+struct Upstream {
+    peer: Option<Arc<Peer<RoleClient>>>,
+    routes_key: Arc<str>,
+}
+
+async fn upstream_for(
+    backend: &Backend,
+    request: &mut ClientRequest,
+    context: &RequestContext<RoleServer>,
+) -> Result<Upstream, ForwardError> {
+    let failed = |reason: CallerTokenError| ForwardError::Credentials {
+        backend: backend.name().to_string(),
+        reason,
+    };
+    let exchanger = match backend.credentials() {
+        Credentials::Static => {
+            return Ok(Upstream {
+                peer: backend.peer(),
+                routes_key: Arc::clone(backend.name_arc()),
+            });
+        }
+        Credentials::Unusable(reason) => {
+            return Err(failed(CallerTokenError::Unusable(reason.clone())));
+        }
+        Credentials::Exchange(exchanger) => exchanger,
+    };
+    let parts = context.extensions.get::<http::request::Parts>();
+    let caller = parts.and_then(|parts| parts.extensions.get::<Arc<Principal>>());
+    let token = parts
+        .and_then(|parts| parts.headers.get(http::header::AUTHORIZATION))
+        .and_then(|value| bearer_token(value.as_bytes()).ok());
+    let (Some(caller), Some(token)) = (caller, token) else {
+        return Err(failed(ExchangeError::NoSubjectToken.into()));
+    };
+    let exchanged = exchanger
+        .for_caller(&caller.subject, token)
+        .await
+        .map_err(|err| failed(err.into()))?;
+    let Some(lanes) = backend.lanes() else {
+        // The backend's supervisor has not started yet.
+        return Err(ForwardError::Unavailable {
+            backend: backend.name().to_string(),
+            reason: "not connected yet".into(),
+        });
+    };
+    let lane = lanes
+        .for_caller(&caller.subject, &exchanged)
+        .await
+        .map_err(|err| lane_failed(backend, &err))?;
+    request.extensions_mut().insert(CallerToken(exchanged));
+    Ok(Upstream {
+        peer: Some(lane.peer),
+        routes_key: lane.routes_key,
+    })
+}
+
+/// A caller's session could not be opened: refused for this caller (its
+/// token), or the backend cannot be reached. Neither is counted against the
+/// backend here; its shared connection's health already says whether it is up.
+fn lane_failed(backend: &Backend, err: &ConnectError) -> ForwardError {
+    tracing::debug!(backend = backend.name(), error = %err, "cannot open a caller's session");
+    if err.failure_kind() == FailureKind::Unauthorized {
+        return ForwardError::Credentials {
+            backend: backend.name().to_string(),
+            reason: CallerTokenError::Refused,
+        };
+    }
+    ForwardError::Unavailable {
+        backend: backend.name().to_string(),
+        reason: err.category(true).to_owned(),
+    }
+}
+
 async fn send(
     backend: &Backend,
+    upstream: Upstream,
     request: ClientRequest,
     context: &RequestContext<RoleServer>,
     routes: &Arc<CallRoutes>,
     rounds: Option<RoundLink>,
 ) -> Result<ServerResult, ForwardError> {
     let name = backend.name();
-    let Some(peer) = backend.peer() else {
+    let Some(peer) = upstream.peer else {
         let reason = match backend.state() {
             ConnectionState::Disconnected { reason } => reason,
             _ => "not connected yet".to_string(),
@@ -282,7 +386,7 @@ async fn send(
     // Until the answer, what the backend sends for this request (progress,
     // sampling, elicitation, roots) goes to this client.
     let _route = routes.register(
-        name.into(),
+        upstream.routes_key,
         handle.id.clone(),
         Caller {
             peer: context.peer.clone(),

@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use vmcp_config::{AuthType, TransportKind};
 use vmcp_domain::health::FailureKind;
 
+use super::credentials::{Credentials, TokenSource};
 use super::rejection;
 use super::session_watch::SessionWatch;
 use super::spec::{BackendSpec, Endpoint};
@@ -35,6 +36,15 @@ pub enum ConnectError {
     /// The configuration does not match the transport.
     #[error("backend endpoint does not match its transport")]
     EndpointMismatch,
+    /// Token exchange is configured but cannot be used.
+    #[error("token exchange cannot be used: {0}")]
+    Credentials(String),
+    /// Every caller session of the backend is taken (and still opening).
+    #[error("too many callers are opening their own session with the backend")]
+    TooManyCallers,
+    /// The connection ended as soon as it was opened.
+    #[error("the connection closed right after it was opened")]
+    Closed,
     /// The child process could not be started.
     #[error("cannot start the backend process: {0}")]
     Spawn(#[source] std::io::Error),
@@ -75,29 +85,59 @@ impl ConnectError {
             return FailureKind::Unauthorized.category(auth_configured);
         }
         match self {
-            Self::MissingHeaderEnv(_) | Self::InvalidHeader(_) => "outgoing auth misconfigured",
+            Self::MissingHeaderEnv(_) | Self::InvalidHeader(_) | Self::Credentials(_) => {
+                "outgoing auth misconfigured"
+            }
             Self::EndpointMismatch => "backend misconfigured",
             Self::Spawn(_) => "backend process failed to start",
             Self::Timeout(_) => "connection timed out",
-            Self::Sse(_) => "connection failed",
+            Self::Sse(_) | Self::Closed => "connection failed",
+            Self::TooManyCallers => "too many callers",
             Self::Initialize(_) => "initialization failed",
         }
     }
 }
 
-/// Connects to `spec` and completes the MCP handshake within the backend's timeout.
+/// Connects to `spec` and completes the MCP handshake within the backend's
+/// timeout: the gateway's own (shared) connection.
 pub async fn connect(
     spec: &BackendSpec,
+    credentials: &Credentials,
+    http: &reqwest::Client,
+    handler: UpstreamHandler,
+) -> Result<UpstreamService, ConnectError> {
+    let tokens = match credentials {
+        Credentials::Static => TokenSource::Static,
+        Credentials::Exchange(exchanger) => TokenSource::Gateway {
+            backend: spec.name.as_str().into(),
+            exchanger: Arc::clone(exchanger),
+        },
+        Credentials::Unusable(reason) => return Err(ConnectError::Credentials(reason.clone())),
+    };
+    connect_with(spec, tokens, http, handler).await
+}
+
+/// [`connect`] with the bearer tokens of `tokens` (a caller's own
+/// connection passes its token here; see [`super::caller_lanes`]).
+pub async fn connect_with(
+    spec: &BackendSpec,
+    tokens: TokenSource,
     http: &reqwest::Client,
     handler: UpstreamHandler,
 ) -> Result<UpstreamService, ConnectError> {
     let timeout = spec.call_timeout;
     let attempt = async {
+        if !matches!(tokens, TokenSource::Static) && spec.transport != TransportKind::StreamableHttp
+        {
+            return Err(ConnectError::Credentials(
+                "token_exchange works with streamable-http backends only".into(),
+            ));
+        }
         match (&spec.transport, &spec.endpoint) {
             (TransportKind::StreamableHttp, Endpoint::Url(url)) => {
                 let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
                     .max_concurrent_requests(spec.max_in_flight);
-                streamable_http(config, auth_headers(spec)?, http, handler).await
+                streamable_http(config, auth_headers(spec)?, tokens, http, handler).await
             }
             (TransportKind::Sse, Endpoint::Url(url)) => {
                 legacy_sse(url, auth_headers(spec)?, http, handler, timeout).await
@@ -151,6 +191,7 @@ fn auth_headers(spec: &BackendSpec) -> Result<HeaderMap, ConnectError> {
 async fn streamable_http(
     mut config: StreamableHttpClientTransportConfig,
     headers: HeaderMap,
+    tokens: TokenSource,
     http: &reqwest::Client,
     handler: UpstreamHandler,
 ) -> Result<UpstreamService, ConnectError> {
@@ -163,7 +204,7 @@ async fn streamable_http(
     config.reinit_on_expired_session = true;
     // Stateless servers answer without a session id.
     config.allow_stateless = true;
-    let client = SessionWatch::new(http.clone(), handler.renewed());
+    let client = SessionWatch::new(http.clone(), handler.renewed(), tokens);
     let transport = StreamableHttpClientTransport::with_client(client, config);
     handler
         .serve(transport)

@@ -7,7 +7,9 @@
 //! capabilities, waits for the connection to end, and reconnects with
 //! backoff.
 
+pub mod caller_lanes;
 pub mod connect;
+pub mod credentials;
 pub mod health;
 pub mod http_client;
 pub mod listing;
@@ -27,6 +29,9 @@ use rmcp::service::{Peer, RoleClient};
 use tokio::sync::{Notify, mpsc, watch};
 use vmcp_domain::status::BackendSnapshot;
 
+use self::caller_lanes::CallerLanes;
+use self::credentials::Credentials;
+use crate::relay::Downstream;
 use self::health::{Change, HealthCell, Policies};
 
 pub use spec::{BackendSpec, Endpoint};
@@ -109,6 +114,8 @@ pub struct Backend {
     health: std::sync::Mutex<HealthCell>,
     events: mpsc::UnboundedSender<GatewayEvent>,
     metrics: Option<vmcp_status::Metrics>,
+    credentials: Credentials,
+    lanes: std::sync::OnceLock<CallerLanes>,
 }
 
 impl Backend {
@@ -122,6 +129,8 @@ impl Backend {
         Arc::new(Self {
             id: BackendId::next(),
             name: spec.name.as_str().into(),
+            credentials: Credentials::for_spec(&spec),
+            lanes: std::sync::OnceLock::new(),
             spec,
             peer: ArcSwapOption::empty(),
             state: watch::Sender::new(ConnectionState::Starting),
@@ -152,6 +161,27 @@ impl Backend {
                 .send(GatewayEvent::HealthChanged(self.name.clone()));
         }
         change
+    }
+
+    /// The credentials its requests carry beyond static headers.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// Callers' own sessions, under token exchange (once the supervisor runs).
+    pub fn lanes(&self) -> Option<&CallerLanes> {
+        self.lanes.get()
+    }
+
+    /// Sets up callers' own sessions, when the backend uses token exchange.
+    pub fn install_lanes(&self, http: &reqwest::Client, downstream: &Downstream) {
+        if self.credentials.exchanger().is_some() {
+            let _ = self.lanes.set(CallerLanes::new(
+                self.spec.clone(),
+                http.clone(),
+                downstream.clone(),
+            ));
+        }
     }
 
     /// Prometheus instruments, if metrics are on.

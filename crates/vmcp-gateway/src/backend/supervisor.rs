@@ -100,10 +100,23 @@ struct Ended {
     became_healthy: bool,
 }
 
+/// Closes the callers' own sessions when the supervisor stops.
+struct CloseLanes<'a>(&'a Backend);
+
+impl Drop for CloseLanes<'_> {
+    fn drop(&mut self) {
+        if let Some(lanes) = self.0.lanes() {
+            lanes.close_all();
+        }
+    }
+}
+
 impl Supervisor {
     /// Runs until shutdown (or removal); closes the connection on the way out.
     pub async fn run(self) {
         let name: Arc<str> = self.backend.name().into();
+        self.backend.install_lanes(&self.http, &self.downstream);
+        let _lanes = CloseLanes(&self.backend);
         let mut backoff = reconnect_backoff(self.liveness.interval);
         let mut log = LogLimiter::per_backend();
         loop {
@@ -117,7 +130,7 @@ impl Supervisor {
             let renewed = handler.renewed();
             let attempt = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                attempt = connect::connect(&self.backend.spec, &self.http, handler) => attempt,
+                attempt = connect::connect(&self.backend.spec, self.backend.credentials(), &self.http, handler) => attempt,
             };
             match attempt {
                 Ok(service) => {

@@ -39,6 +39,10 @@ pub enum ListKind {
 #[derive(Clone)]
 pub struct UpstreamHandler {
     backend: Arc<str>,
+    /// The name its forwarded requests are registered under in the call
+    /// routes: the backend's, or a caller connection's own
+    /// ([`super::caller_lanes`]), whose request ids are its own.
+    routes_key: Arc<str>,
     changes: mpsc::Sender<ListKind>,
     downstream: Downstream,
     /// The backend's call timeout, which also bounds its requests to clients.
@@ -57,12 +61,20 @@ impl UpstreamHandler {
         timeout: Duration,
     ) -> Self {
         Self {
+            routes_key: Arc::clone(&backend),
             backend,
             changes,
             downstream,
             timeout,
             renewed: Arc::new(Notify::new()),
         }
+    }
+
+    /// The same handler for a connection whose calls are registered under
+    /// `routes_key`.
+    pub fn with_routes_key(mut self, routes_key: Arc<str>) -> Self {
+        self.routes_key = routes_key;
+        self
     }
 
     /// Notified when the transport silently re-initializes the backend
@@ -77,7 +89,7 @@ impl UpstreamHandler {
         context: &RequestContext<RoleClient>,
     ) -> Result<ClientResult, ErrorData> {
         self.downstream
-            .request(&self.backend, self.timeout, request, context)
+            .request(&self.routes_key, self.timeout, request, context)
             .await
     }
 
@@ -117,7 +129,7 @@ impl ClientHandler for UpstreamHandler {
     ) {
         self.downstream
             .routes
-            .deliver_progress(&self.backend, params)
+            .deliver_progress(&self.routes_key, params)
             .await;
     }
 
@@ -145,7 +157,7 @@ impl ClientHandler for UpstreamHandler {
         if notification.method == ELICITATION_COMPLETE
             && !self
                 .downstream
-                .elicitation_complete(&self.backend, notification)
+                .elicitation_complete(&self.routes_key, notification)
         {
             tracing::debug!(backend = %self.backend, "elicitation completion for an unknown elicitation dropped");
         }
