@@ -300,6 +300,38 @@ class Keycloak:
             data["scope"] = scope
         return self._token(data, None, f"password grant for {user} via {client_id}")
 
+    def browser_login(self, authorization_url: str, user: str, password: str) -> dict[str, str]:
+        """What a person does in a browser: open `authorization_url` (an authorization code request),
+        fill in Keycloak's login form, and follow the redirects until the one to the client's
+        redirect URI, which is not followed; returns that redirect's query (code, state, iss)."""
+        import html
+        import re
+        from urllib.parse import parse_qs, urlsplit
+
+        with httpx.Client(timeout=30.0, follow_redirects=False) as browser:
+            # Keycloak's login cookies are `Secure`; browsers send those to http://127.0.0.1 (a
+            # potentially trustworthy origin), httpx does not: send the jar by hand.
+            def cookies() -> dict[str, str]:
+                return {"Cookie": "; ".join(f"{c.name}={c.value}" for c in browser.cookies.jar)}
+
+            page = browser.get(authorization_url)
+            if page.status_code != 200:
+                raise KeycloakError("the authorization request", page)
+            action = re.search(r'<form[^>]+id="kc-form-login"[^>]+action="([^"]+)"', page.text)
+            if action is None:
+                raise KeycloakError("no login form in the authorization page", page)
+            answer = browser.post(
+                html.unescape(action.group(1)), data={"username": user, "password": password}, headers=cookies()
+            )
+            while answer.status_code in (302, 303) and answer.headers["location"].startswith(self.base_url):
+                answer = browser.get(answer.headers["location"], headers=cookies())
+            if answer.status_code not in (302, 303):
+                shown = re.search(r'(?:kc-feedback-text|alert__title|instruction)[^>]*>\s*([^<]+)', answer.text)
+                said = html.unescape(shown.group(1).strip()) if shown else "no message"
+                raise KeycloakError(f"login of {user}: HTTP {answer.status_code}, Keycloak says {said!r}")
+            query = parse_qs(urlsplit(answer.headers["location"]).query)
+            return {key: values[0] for key, values in query.items()}
+
     def client_credentials_token(self, client_id: str = GATEWAY_CLIENT, secret: str = GATEWAY_SECRET) -> dict[str, Any]:
         return self._token({"grant_type": "client_credentials"}, (client_id, secret), f"client credentials of {client_id}")
 

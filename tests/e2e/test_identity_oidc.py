@@ -29,6 +29,7 @@ from harness import (
     call_text,
     connect,
     expected_py_tools,
+    free_port,
     jsonrpc_messages,
     prompt_names,
     resource_uris,
@@ -308,3 +309,79 @@ async def test_cedar_policies_decide_what_each_caller_sees_and_calls(launcher: L
     for denied in (bob["denied"], alice["forbidden"]):
         assert "-32001" in denied and "not allowed" in denied, denied
         assert "permit" not in denied and "THVGroup" not in denied, f"the policy leaked: {denied}"
+
+
+class MemoryTokenStorage:
+    """The official client's token storage, in memory, holding a client registered beforehand."""
+
+    def __init__(self, client_info: Any) -> None:
+        self.tokens: Any = None
+        self.client_info = client_info
+
+    async def get_tokens(self) -> Any:
+        return self.tokens
+
+    async def set_tokens(self, tokens: Any) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> Any:
+        return self.client_info
+
+    async def set_client_info(self, client_info: Any) -> None:
+        self.client_info = client_info
+
+
+async def test_the_official_client_finds_the_issuer_in_the_metadata_and_completes_the_oauth_flow(
+    launcher: Launcher, keycloak: Keycloak
+) -> None:
+    """The MCP authorization flow end to end with the Python SDK's own OAuth support: a 401 names
+    the metadata, the metadata names Keycloak, the client runs the authorization code flow with PKCE
+    (a scripted browser logs alice in) and retries with the token it got."""
+    import anyio
+    from mcp.client.auth import OAuthClientProvider
+    from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata
+
+    stack = launcher.stack(names=("pysse",), overrides=oidc(keycloak, scopes=["mcp:tools"]))
+    redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
+    # mcp-client is registered in the realm (public, PKCE, loopback redirects): no dynamic registration.
+    storage = MemoryTokenStorage(
+        OAuthClientInformationFull(
+            client_id="mcp-client",
+            redirect_uris=[redirect_uri],
+            token_endpoint_auth_method="none",
+            grant_types=["authorization_code", "refresh_token"],
+            response_types=["code"],
+            issuer=keycloak.issuer,
+        )
+    )
+    redirects: list[dict[str, str]] = []
+
+    async def open_browser(url: str) -> None:
+        assert url.startswith(keycloak.authorization_url), url
+        redirects.append(await anyio.to_thread.run_sync(keycloak.browser_login, url, "alice", PASSWORDS["alice"]))
+
+    async def wait_for_callback() -> AuthorizationCodeResult:
+        (answer,) = redirects
+        return AuthorizationCodeResult(code=answer["code"], state=answer.get("state"), iss=answer.get("iss"))
+
+    provider = OAuthClientProvider(
+        server_url=stack.url,
+        client_metadata=OAuthClientMetadata(
+            redirect_uris=[redirect_uri],
+            token_endpoint_auth_method="none",
+            grant_types=["authorization_code", "refresh_token"],
+            client_name="vmcp e2e",
+        ),
+        storage=storage,
+        redirect_handler=open_browser,
+        callback_handler=wait_for_callback,
+    )
+    async with connect(streamable_http_client(stack.url, http_client=httpx2.AsyncClient(auth=provider, timeout=30))) as client:
+        assert "pysse_echo" in await tool_names(client)
+        assert await call_text(client, "pysse_echo", {"text": "signed in"}) == "signed in"
+    assert len(redirects) == 1, "the client should have signed in exactly once"
+    assert storage.tokens is not None
+    claims = claims_of(storage.tokens.access_token)
+    assert claims["preferred_username"] == "alice", claims
+    assert "mcp:tools" in claims["scope"].split(), claims
+    assert storage.tokens.access_token not in stack.gateway.log_path.read_text()
