@@ -10,14 +10,14 @@
 
 use std::time::Instant;
 
-use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RsaKeyPair};
-use std::sync::Arc;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
+use std::sync::Arc;
 use vmcp_auth::authz::{Operation, Policies, Target};
 use vmcp_auth::jwt::{Expectations, verify};
 use vmcp_auth::keys::KeySet;
@@ -94,7 +94,11 @@ fn main() {
         policies.allows(&principal, Operation::CallTool, &target)
     }) - es256;
     let cache = VerifiedTokens::default();
-    cache.put(&token, &Arc::new(verify(&token, &keys, &expect).unwrap()), now);
+    cache.put(
+        &token,
+        &Arc::new(verify(&token, &keys, &expect).unwrap()),
+        now,
+    );
     let lookup = measure(&|| cache.get(&token).is_some());
     let principal = cache.get(&token).unwrap();
     let cedar = measure(&|| policies.allows(&principal, Operation::CallTool, &target));

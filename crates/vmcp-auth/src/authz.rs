@@ -139,7 +139,8 @@ impl Policies {
         let object = Entity::new(resource.clone(), attributes, HashSet::from([server])).ok()?;
         let action = uid("Action", operation.action())?;
         let entities = caller.clone().add_entities([object], None).ok()?;
-        let request = Request::new(client.clone(), action, resource, Context::empty(), None).ok()?;
+        let request =
+            Request::new(client.clone(), action, resource, Context::empty(), None).ok()?;
         Some((request, entities))
     }
 }

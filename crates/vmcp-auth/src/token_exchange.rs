@@ -85,9 +85,11 @@ impl TokenExchanger {
         config: &TokenExchange,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ExchangeSetupError> {
-        let token_url =
-            url::Url::parse(&config.token_url).map_err(|_| ExchangeSetupError::Url)?;
-        let client_id = config.client_id.clone().ok_or(ExchangeSetupError::NoClient)?;
+        let token_url = url::Url::parse(&config.token_url).map_err(|_| ExchangeSetupError::Url)?;
+        let client_id = config
+            .client_id
+            .clone()
+            .ok_or(ExchangeSetupError::NoClient)?;
         let client_secret = match (&config.client_secret, &config.client_secret_env) {
             (Some(secret), _) => secret.clone(),
             (None, Some(var)) => env(var)
@@ -133,7 +135,8 @@ impl TokenExchanger {
         ];
         self.add_target(&mut form);
         let (token, until) = self.request(&form).await?;
-        self.by_caller.put(Arc::clone(subject), Arc::clone(&token), until);
+        self.by_caller
+            .put(Arc::clone(subject), Arc::clone(&token), until);
         Ok(token)
     }
 
@@ -245,7 +248,11 @@ mod tests {
         assert_eq!(until, asked + Duration::from_secs(270));
         let (_, until) =
             issued_token(&json!({"access_token": "abc", "expires_in": 8}), asked).expect("usable");
-        assert_eq!(until, asked + Duration::from_secs(6), "a quarter of a short life");
+        assert_eq!(
+            until,
+            asked + Duration::from_secs(6),
+            "a quarter of a short life"
+        );
         let (_, until) = issued_token(&json!({"access_token": "abc"}), asked).expect("usable");
         assert_eq!(until, asked + Duration::from_secs(45));
     }
@@ -270,7 +277,10 @@ mod tests {
 
     #[test]
     fn only_a_plain_oauth_error_code_is_repeated() {
-        assert_eq!(error_code(&json!({"error": "invalid_target"})), "invalid_target");
+        assert_eq!(
+            error_code(&json!({"error": "invalid_target"})),
+            "invalid_target"
+        );
         for bad in [
             json!({"error": "Token eyJhbGciOi is bad"}),
             json!({"error": "x".repeat(65)}),

@@ -38,9 +38,9 @@ impl VerifiedTokens {
     /// Remembers that `token` names `principal`; `now` in seconds since the
     /// epoch. A token that expires within the second is not kept.
     pub fn put(&self, token: &str, principal: &Arc<Principal>, now: u64) {
-        let left = principal.expires_at.map_or(MAX_AGE, |exp| {
-            Duration::from_secs(exp.saturating_sub(now))
-        });
+        let left = principal
+            .expires_at
+            .map_or(MAX_AGE, |exp| Duration::from_secs(exp.saturating_sub(now)));
         if left.is_zero() {
             return;
         }
@@ -82,10 +82,12 @@ mod tests {
         let now = 1_000_000;
         cache.put("token-a", &principal("u", now + 600), now);
         cache.put("token-b", &principal("v", now), now);
-        assert_eq!(cache.get("token-a").map(|p| p.subject.clone()), Some("u".into()));
+        assert_eq!(
+            cache.get("token-a").map(|p| p.subject.clone()),
+            Some("u".into())
+        );
         assert!(cache.get("token-b").is_none(), "expires now: never kept");
         assert!(cache.get("token-c").is_none());
         assert_eq!(cache.len(), 1);
     }
-
 }

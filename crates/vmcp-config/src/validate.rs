@@ -519,7 +519,8 @@ fn check_auth(
         if incoming.kind != IncomingAuthType::Oidc {
             say(
                 at.join("type"),
-                "token_exchange exchanges the caller's token: it needs incomingAuth type oidc".into(),
+                "token_exchange exchanges the caller's token: it needs incomingAuth type oidc"
+                    .into(),
             );
         }
     }
@@ -559,7 +560,10 @@ fn check_token_exchange(
     at: FieldPath,
     say: &mut impl FnMut(FieldPath, String),
 ) {
-    let insecure_allowed = incoming.oidc.as_ref().is_some_and(|oidc| oidc.insecure_allow_http);
+    let insecure_allowed = incoming
+        .oidc
+        .as_ref()
+        .is_some_and(|oidc| oidc.insecure_allow_http);
     match url::Url::parse(&exchange.token_url) {
         Err(_) => say(at.join("tokenUrl"), "invalid url".into()),
         Ok(url) if !matches!(url.scheme(), "http" | "https") || url.host().is_none() => say(
@@ -572,7 +576,11 @@ fn check_token_exchange(
         ),
         Ok(_) => {}
     }
-    if exchange.client_id.as_deref().is_none_or(|id| id.trim().is_empty()) {
+    if exchange
+        .client_id
+        .as_deref()
+        .is_none_or(|id| id.trim().is_empty())
+    {
         say(
             at.join("clientId"),
             "required: the gateway authenticates to the token endpoint as this client".into(),
@@ -593,7 +601,11 @@ fn check_token_exchange(
         ),
         _ => {}
     }
-    if exchange.audience.as_deref().is_some_and(|aud| aud.trim().is_empty()) {
+    if exchange
+        .audience
+        .as_deref()
+        .is_some_and(|aud| aud.trim().is_empty())
+    {
         say(at.join("audience"), "must not be empty when set".into());
     }
     for (index, scope) in exchange.scopes.iter().enumerate() {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{ClientRequest, ErrorCode, ErrorData, GetExtensions, ServerResult};
-use rmcp::service::{Peer, PeerRequestOptions, RequestContext, RoleClient, RoleServer, ServiceError};
+use rmcp::service::{
+    Peer, PeerRequestOptions, RequestContext, RoleClient, RoleServer, ServiceError,
+};
 use serde_json::json;
 
 use vmcp_auth::Principal;

@@ -88,7 +88,10 @@ impl CallerLanes {
                 self.forget(subject, &slot);
                 continue;
             }
-            *lane.last_used.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+            *lane
+                .last_used
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Instant::now();
             return Ok(LanePeer {
                 peer: Arc::clone(&lane.peer),
                 routes_key: Arc::clone(&lane.routes_key),
@@ -133,7 +136,10 @@ impl CallerLanes {
     /// Drops `subject`'s lane if it is still `slot` (not a newer one).
     fn forget(&self, subject: &Arc<str>, slot: &Slot) {
         let mut lanes = self.lock();
-        if lanes.get(subject).is_some_and(|held| Arc::ptr_eq(held, slot)) {
+        if lanes
+            .get(subject)
+            .is_some_and(|held| Arc::ptr_eq(held, slot))
+        {
             lanes.remove(subject);
         }
     }
@@ -170,8 +176,12 @@ impl CallerLanes {
 fn make_room(lanes: &mut HashMap<Arc<str>, Slot>) {
     let now = Instant::now();
     let last_used = |slot: &Slot| {
-        slot.get()
-            .map(|lane| *lane.last_used.lock().unwrap_or_else(PoisonError::into_inner))
+        slot.get().map(|lane| {
+            *lane
+                .last_used
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        })
     };
     // A lane still being opened has no last use yet: it stays.
     lanes.retain(|_, slot| {

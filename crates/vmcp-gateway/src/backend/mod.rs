@@ -31,8 +31,8 @@ use vmcp_domain::status::BackendSnapshot;
 
 use self::caller_lanes::CallerLanes;
 use self::credentials::Credentials;
-use crate::relay::Downstream;
 use self::health::{Change, HealthCell, Policies};
+use crate::relay::Downstream;
 
 pub use spec::{BackendSpec, Endpoint};
 

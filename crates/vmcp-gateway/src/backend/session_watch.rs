@@ -68,7 +68,10 @@ impl SessionWatch {
         let (backend, exchanger) = match &self.tokens {
             TokenSource::Static => return given,
             TokenSource::Caller(_) => {
-                return self.tokens.latest_caller_token().map(|token| token.to_string());
+                return self
+                    .tokens
+                    .latest_caller_token()
+                    .map(|token| token.to_string());
             }
             TokenSource::Gateway { backend, exchanger } => (backend, exchanger),
         };
