@@ -25,6 +25,7 @@ from harness import (
     MCP_HEADERS,
     Launcher,
     Stack,
+    await_until,
     call_error,
     call_text,
     connect,
@@ -385,3 +386,40 @@ async def test_the_official_client_finds_the_issuer_in_the_metadata_and_complete
     assert claims["preferred_username"] == "alice", claims
     assert "mcp:tools" in claims["scope"].split(), claims
     assert storage.tokens.access_token not in stack.gateway.log_path.read_text()
+
+
+async def test_policies_from_a_file_are_reloaded_when_it_changes_without_dropping_sessions(
+    launcher: Launcher, keycloak: Keycloak, tmp_path: Any
+) -> None:
+    policies = tmp_path / "policies.cedar"
+    policies.write_text('permit(principal, action == Action::"call_tool", resource == Tool::"pysse_echo");\n')
+    overrides = oidc(keycloak)
+    overrides["incomingAuth"]["authz"] = {"type": "cedar", "policiesFile": str(policies)}
+    stack = launcher.stack(names=("pysse",), overrides=overrides)
+    async with connect(streamable_http_client(stack.url, http_client=with_bearer(token(keycloak)))) as client:
+        assert await tool_names(client) == {"pysse_echo"}
+        assert await call_text(client, "pysse_echo", {"text": "before"}) == "before"
+
+        # A new version is in force within a few seconds, in the same session.
+        policies.write_text(
+            'permit(principal, action == Action::"call_tool", resource == Tool::"pysse_add");\n'
+            '// echo is no longer permitted\n'
+        )
+        await await_until(lambda: _names_are(client, {"pysse_add"}), 20, what="the reloaded policies")
+        assert "not allowed" in await call_error(client, "pysse_echo", {"text": "after"})
+        assert await call_text(client, "pysse_add", {"a": 2, "b": 3}) == "5"
+
+        # A broken version is refused as a whole: the policies in force stay.
+        policies.write_text("permit(principal, action, resource) when { principal.")
+        wait_until(
+            lambda: "authorization policies not reloaded" in stack.gateway.log_path.read_text(),
+            20,
+            what="the gateway to refuse the broken policies",
+        )
+        assert await tool_names(client) == {"pysse_add"}
+        assert await call_text(client, "pysse_add", {"a": 1, "b": 1}) == "2"
+    assert "when { principal." not in stack.gateway.log_path.read_text(), "the log repeats the policy text"
+
+
+async def _names_are(client: Any, expected: set[str]) -> bool:
+    return await tool_names(client) == expected

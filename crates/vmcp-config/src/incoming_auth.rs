@@ -102,6 +102,10 @@ pub struct AuthzConfig {
     /// Cedar policy texts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<String>,
+    /// Absolute path of a file of Cedar policies, read at start and again
+    /// whenever it changes (added to `policies`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies_file: Option<String>,
 }
 
 /// The authorization engines.

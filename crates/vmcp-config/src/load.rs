@@ -174,11 +174,18 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    load_str(&text, &path.display().to_string())
+    load_text(&text, &path.display().to_string(), true)
 }
 
 /// Parses and validates configuration text; `file` names it in errors.
+/// Files it names (`incomingAuth.authz.policiesFile`) are not read.
 pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigError> {
+    load_text(text, file, false)
+}
+
+/// [`load_str`], and with `read_files` the files the configuration names
+/// are read and checked too.
+fn load_text(text: &str, file: &str, read_files: bool) -> Result<Config, ConfigError> {
     let root: Node = serde_saphyr::from_str(text).map_err(|err| {
         let location = err.location();
         ConfigError::Syntax {
@@ -201,7 +208,11 @@ pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigError> {
         && !collector.truncated
     {
         let known = raw_backend_names(&root);
-        for (path, message) in validate::validate(config, &known) {
+        let mut problems = validate::validate(config, &known);
+        if read_files {
+            problems.extend(validate::policy_file_problems(config));
+        }
+        for (path, message) in problems {
             if !collector.blurred(&path) {
                 let line = root.line_of(&path);
                 collector.issue(path, line, message);

@@ -374,21 +374,48 @@ fn check_incoming_auth(auth: &IncomingAuth, say: &mut impl FnMut(FieldPath, Stri
                 at.join("type"),
                 "cedar policies need a verified caller: use incomingAuth type oidc".into(),
             ),
-            AuthzType::Cedar if authz.policies.is_empty() => say(
+            AuthzType::Cedar if authz.policies.is_empty() && authz.policies_file.is_none() => say(
                 at.join("policies"),
-                "type cedar needs at least one policy (without one, every request is denied)"
+                "type cedar needs at least one policy, in policies or policiesFile (without one, every request is denied)"
                     .into(),
             ),
             AuthzType::Cedar => {
                 for (index, problem) in check_cedar_policies(&authz.policies) {
                     say(at.join("policies").join(index), problem);
                 }
+                if let Some(file) = &authz.policies_file
+                    && !std::path::Path::new(file).is_absolute()
+                {
+                    say(at.join("policiesFile"), "must be an absolute path".into());
+                }
             }
-            AuthzType::None if !authz.policies.is_empty() => {
+            AuthzType::None if !authz.policies.is_empty() || authz.policies_file.is_some() => {
                 say(at.join("policies"), "only used with type cedar".into())
             }
             AuthzType::None => {}
         }
+    }
+}
+
+/// The problems of `incomingAuth.authz.policiesFile`'s content (reads the file).
+pub fn policy_file_problems(config: &Config) -> Vec<(FieldPath, String)> {
+    let Some(file) = config
+        .incoming_auth
+        .authz
+        .as_ref()
+        .filter(|authz| authz.kind == AuthzType::Cedar)
+        .and_then(|authz| authz.policies_file.as_ref())
+        .filter(|file| std::path::Path::new(file).is_absolute())
+    else {
+        return Vec::new();
+    };
+    let at = field_path!["incomingAuth", "authz", "policiesFile"];
+    match std::fs::read_to_string(file) {
+        Err(err) => vec![(at, format!("cannot read {file}: {err}"))],
+        Ok(text) => check_cedar_policies(&[text])
+            .into_iter()
+            .map(|(_, problem)| (at.clone(), format!("{file}: {problem}")))
+            .collect(),
     }
 }
 

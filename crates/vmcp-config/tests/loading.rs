@@ -663,3 +663,43 @@ fn token_exchange_problems_are_reported_together_without_echoing_secrets() {
         "{issues:?}"
     );
 }
+
+#[test]
+fn a_policies_file_is_checked_when_the_config_file_is_loaded() {
+    let dir = std::env::temp_dir().join(format!("vmcp-policies-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let policies = dir.join("policies.cedar");
+    std::fs::write(
+        &policies,
+        "permit(principal, action, resource);\nforbid(principal, action,\n",
+    )
+    .expect("write policies");
+    let config = dir.join("vmcp.yaml");
+    let text = |file: &str| {
+        format!(
+            "name: x\nbackends:\n  - {{name: a, transport: stdio, command: x}}\n\
+             incomingAuth:\n  type: oidc\n  oidc: {{issuer: 'https://idp.example/r', audience: vmcp}}\n  \
+             authz:\n    type: cedar\n    policiesFile: '{file}'\n"
+        )
+    };
+    std::fs::write(&config, text(&policies.display().to_string())).expect("write config");
+    let err = vmcp_config::load_file(&config).expect_err("a broken policy in the file");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("incomingAuth.authz.policiesFile")
+            && shown.contains("invalid Cedar policy: line 2"),
+        "{shown}"
+    );
+    // Text alone names the file but does not read it.
+    assert!(load_str(&text(&policies.display().to_string()), "t.yaml").is_ok());
+    let issues = issues_of(&text("relative.cedar"));
+    assert!(
+        issues
+            .iter()
+            .any(|i| i.contains("policiesFile: must be an absolute path")),
+        "{issues:?}"
+    );
+    std::fs::write(&policies, "permit(principal, action, resource);\n").expect("rewrite");
+    assert!(vmcp_config::load_file(&config).is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -23,6 +23,7 @@ use crate::catalogue::{self, Catalogue, ListChanges};
 /// Catalogue changes kept for a slow `subscriptions/listen` before it lags.
 const LIST_CHANGES_BACKLOG: usize = 16;
 use crate::input_rounds::InputRounds;
+use crate::policy_source::PolicySource;
 use crate::registry::{self, Registry, Step};
 use crate::relay::{Downstream, bounded};
 use crate::routes::CallRoutes;
@@ -112,9 +113,9 @@ pub struct Gateway {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Prometheus instruments, if metrics are on.
     metrics: Option<vmcp_status::Metrics>,
-    /// Cedar policies (`incomingAuth.authz.type: cedar`); `None`: every
-    /// caller may use everything.
-    authz: Option<Arc<AccessPolicies>>,
+    /// Cedar policies (`incomingAuth.authz.type: cedar`), replaced when
+    /// their file changes; `None`: every caller may use everything.
+    authz: Option<ArcSwap<AccessPolicies>>,
     /// Starts and stops supervisors; its lock also serialises registry changes.
     launcher: Mutex<Launcher>,
 }
@@ -200,8 +201,11 @@ impl Gateway {
             timeout: failure.health_check_timeout.get(),
             threshold: failure.unhealthy_threshold,
         };
+        let policies = PolicySource::from_config(&config);
         let gateway = Arc::new(Self {
-            authz: authorization_policies(&config),
+            authz: policies
+                .as_ref()
+                .map(|source| ArcSwap::from_pointee(source.initial())),
             registry: ArcSwap::from_pointee(Registry::default()),
             catalogue: ArcSwap::from_pointee(Catalogue::default()),
             known: ArcSwap::from_pointee(Catalogue::default()),
@@ -251,6 +255,10 @@ impl Gateway {
             gateway.shutdown.clone(),
         ));
         gateway.lock_tasks().push(aggregator);
+        if let Some(source) = policies {
+            let watcher = tokio::spawn(source.watch(Arc::downgrade(&gateway)));
+            gateway.lock_tasks().push(watcher);
+        }
         gateway
     }
 
@@ -460,9 +468,22 @@ impl Gateway {
         &self.config
     }
 
-    /// The authorization policies, when `incomingAuth.authz` is `cedar`.
-    pub fn authz(&self) -> Option<&AccessPolicies> {
-        self.authz.as_deref()
+    /// The authorization policies in force, when `incomingAuth.authz` is `cedar`.
+    pub fn authz(&self) -> Option<Arc<AccessPolicies>> {
+        self.authz.as_ref().map(ArcSwap::load_full)
+    }
+
+    /// Puts `policies` in force (a reload; ignored without `cedar`).
+    pub fn replace_policies(&self, policies: AccessPolicies) {
+        if let Some(current) = &self.authz {
+            current.store(Arc::new(policies));
+        }
+    }
+
+    /// Tells every session (and `subscriptions/listen` stream) that these lists may differ.
+    pub fn announce_list_changes(&self, changes: ListChanges) {
+        self.sessions.broadcast(changes);
+        let _ = self.list_changes.send(changes);
     }
 
     /// The current catalogue (one atomic load).
@@ -841,18 +862,6 @@ fn to_strings(names: Vec<&str>) -> Vec<String> {
 
 /// The Cedar policies of `incomingAuth.authz` (checked by validation; if
 /// they still fail to load, every request is denied rather than allowed).
-fn authorization_policies(config: &Config) -> Option<Arc<AccessPolicies>> {
-    let authz = config.incoming_auth.authz.as_ref()?;
-    if authz.kind != vmcp_config::AuthzType::Cedar {
-        return None;
-    }
-    let policies = AccessPolicies::load(&authz.policies).unwrap_or_else(|err| {
-        tracing::error!("{err}; every request is denied");
-        AccessPolicies::deny_all()
-    });
-    Some(Arc::new(policies))
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -26,6 +26,7 @@
 //! - [`sessions`], [`subscriptions`]: the client sessions and what each asked for.
 //! - [`uri_template`]: linear-time matching of resource URIs to templates.
 //! - [`server`]: the downstream MCP handler and the HTTP surface.
+//! - [`policy_source`]: the Cedar policies, reloaded when their file changes.
 //! - [`gateway`]: wires the parts together and owns their lifecycle.
 
 pub mod backend;
@@ -34,6 +35,7 @@ pub mod forward;
 pub mod gateway;
 pub mod input_rounds;
 pub mod log_limit;
+pub mod policy_source;
 pub mod registry;
 pub mod relay;
 pub mod routes;

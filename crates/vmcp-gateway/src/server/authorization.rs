@@ -24,23 +24,23 @@ pub fn caller(extensions: &Extensions) -> Option<Arc<Principal>> {
 }
 
 /// What one request's caller may do.
-pub struct Access<'a> {
-    policies: Option<&'a Policies>,
+pub struct Access {
+    policies: Option<Arc<Policies>>,
     caller: Option<Arc<Principal>>,
 }
 
-impl<'a> Access<'a> {
-    /// The access of the caller in `extensions` under `policies`.
-    pub fn new(policies: Option<&'a Policies>, extensions: &Extensions) -> Self {
-        Self {
-            policies,
-            caller: policies.and_then(|_| caller(extensions)),
-        }
+impl Access {
+    /// The access of the caller in `extensions` under `policies` (those in
+    /// force when the request came: a reload does not change a request
+    /// half-way).
+    pub fn new(policies: Option<Arc<Policies>>, extensions: &Extensions) -> Self {
+        let caller = policies.as_ref().and_then(|_| caller(extensions));
+        Self { policies, caller }
     }
 
     /// Whether the caller may perform `operation` on `target`.
     pub fn permits(&self, operation: Operation, target: &Target<'_>) -> bool {
-        match (self.policies, &self.caller) {
+        match (self.policies.as_deref(), &self.caller) {
             (None, _) => true,
             (Some(policies), Some(caller)) => policies.allows(caller, operation, target),
             (Some(_), None) => false,

@@ -48,7 +48,7 @@ impl GatewayHandler {
     }
 
     /// What the caller of this request may do (`incomingAuth.authz`).
-    fn access(&self, context: &RequestContext<RoleServer>) -> authorization::Access<'_> {
+    fn access(&self, context: &RequestContext<RoleServer>) -> authorization::Access {
         authorization::Access::new(self.gateway.authz(), &context.extensions)
     }
 
