@@ -290,6 +290,14 @@ async fn upstream_for(
         }
         Credentials::Exchange(exchanger) => exchanger,
     };
+    // The shared connection says whether the backend is up: without it, a
+    // caller's session would only wait out its connect timeout.
+    if backend.peer().is_none() {
+        return Ok(Upstream {
+            peer: None,
+            routes_key: Arc::clone(backend.name_arc()),
+        });
+    }
     let parts = context.extensions.get::<http::request::Parts>();
     let caller = parts.and_then(|parts| parts.extensions.get::<Arc<Principal>>());
     let token = parts
