@@ -174,7 +174,7 @@ mod tests {
             AuditEventType::McpResourceSubscription,
             AuditEventType::McpRequest,
         ] {
-            let json = serde_json::to_value(kind).unwrap();
+            let json = serde_json::to_value(kind).expect("serializable");
             assert_eq!(json, kind.as_str());
         }
     }

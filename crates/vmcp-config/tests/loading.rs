@@ -612,8 +612,7 @@ fn incoming_auth_problems_are_reported_together_without_echoing_urls() {
 
 #[test]
 fn audit_is_off_by_default_and_reads_the_reference_fields() {
-    let base =
-        "name: x\nbackends:\n  - {name: a, transport: streamable-http, url: 'http://127.0.0.1:1/mcp'}\n";
+    let base = "name: x\nbackends:\n  - {name: a, transport: streamable-http, url: 'http://127.0.0.1:1/mcp'}\n";
     let config = load_str(base, "t.yaml").expect("valid");
     assert_eq!(config.audit, None, "no audit section: audit is off");
 

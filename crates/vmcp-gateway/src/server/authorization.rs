@@ -11,6 +11,7 @@ use rmcp::model::{ErrorCode, ErrorData, Extensions, Prompt, Resource, ResourceTe
 use vmcp_auth::Principal;
 use vmcp_auth::authz::{Operation, Policies, Target};
 
+use crate::audit::{self, RequestNote};
 use crate::catalogue::Catalogue;
 use crate::server::auth::UNAUTHORIZED;
 use crate::server::echo::echoed;
@@ -27,6 +28,8 @@ pub fn caller(extensions: &Extensions) -> Option<Arc<Principal>> {
 pub struct Access<'a> {
     policies: Option<&'a Policies>,
     caller: Option<Arc<Principal>>,
+    /// Where a denial is recorded for the audit log.
+    audit: Option<Arc<RequestNote>>,
 }
 
 impl<'a> Access<'a> {
@@ -35,6 +38,7 @@ impl<'a> Access<'a> {
         Self {
             policies,
             caller: policies.and_then(|_| caller(extensions)),
+            audit: audit::note::of(extensions).cloned(),
         }
     }
 
@@ -64,6 +68,9 @@ impl<'a> Access<'a> {
             "denied by policy: {what} {}",
             echoed(target.name)
         );
+        if let Some(note) = &self.audit {
+            note.denied(target.backend);
+        }
         Err(ErrorData::new(
             ErrorCode(UNAUTHORIZED),
             format!("not allowed: you may not {what} {}", echoed(target.name)),
