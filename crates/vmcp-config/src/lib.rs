@@ -5,6 +5,7 @@
 //! once with its file, line and field path.
 //!
 //! - [`model`]: the typed configuration and its defaults.
+//! - [`audit`]: the audit log settings.
 //! - [`incoming_auth`]: client authentication (OIDC) and authorization settings.
 //! - [`duration`]: human durations such as `30s` or `1m30s`.
 //! - [`load`]: YAML parsing with locations, every problem collected.
@@ -13,6 +14,7 @@
 //! - [`validate`]: the cross-field rules that serde alone cannot express.
 //! - [`schema`]: the JSON Schema generated from the types.
 
+pub mod audit;
 pub mod duration;
 pub mod incoming_auth;
 pub mod load;
@@ -22,6 +24,7 @@ pub mod schema;
 pub mod secret;
 pub mod validate;
 
+pub use audit::{AuditConfig, AuditEventType};
 pub use duration::HumanDuration;
 pub use incoming_auth::{AuthzConfig, AuthzType, IncomingAuth, IncomingAuthType, OidcConfig};
 pub use load::{ConfigError, ConfigIssue, load_file, load_str};

@@ -267,6 +267,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "aggregation",
     "operational",
     "server",
+    "audit",
 ];
 
 struct Collector<'a> {
@@ -339,6 +340,7 @@ impl Collector<'_> {
         let aggregation = self.optional_section("aggregation");
         let operational = self.optional_section("operational");
         let server = self.optional_section("server");
+        let audit = self.optional_section("audit");
         // A missing or broken name was reported; the rest is still checked.
         Some(Config {
             name: name.unwrap_or_default(),
@@ -349,6 +351,7 @@ impl Collector<'_> {
             aggregation: aggregation.flatten().unwrap_or_default(),
             operational: operational.flatten().unwrap_or_default(),
             server: server.flatten().unwrap_or_default(),
+            audit: audit.flatten(),
         })
     }
 

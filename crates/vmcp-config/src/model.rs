@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::AuditConfig;
 use crate::duration::HumanDuration;
 use crate::incoming_auth::IncomingAuth;
 
@@ -36,6 +37,9 @@ pub struct Config {
     /// The gateway's own HTTP endpoint (vmcp extension).
     #[serde(default)]
     pub server: ServerSettings,
+    /// The audit log; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditConfig>,
 }
 
 /// One backend MCP server.

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::audit::AuditConfig;
 use crate::field_path;
 use crate::incoming_auth::{AuthzType, IncomingAuth, IncomingAuthType, OidcConfig};
 use crate::load::FieldPath;
@@ -269,7 +270,52 @@ pub fn validate(config: &Config, known_backends: &BTreeSet<String>) -> Vec<(Fiel
     check_origins(&server.allowed_origins, &mut say);
     check_connections(&server.connections, &mut say);
     check_session_limits(server, &mut say);
+    if let Some(audit) = &config.audit {
+        check_audit(audit, &mut say);
+    }
     issues
+}
+
+/// `audit`: a bounded data size, a usable file path, a component name.
+fn check_audit(audit: &AuditConfig, say: &mut impl FnMut(FieldPath, String)) {
+    let at = |field: &str| field_path!["audit", field];
+    if audit.max_data_size == 0 || audit.max_data_size > AuditConfig::MAX_DATA_SIZE_LIMIT {
+        say(
+            at("maxDataSize"),
+            format!(
+                "must be between 1 and {} bytes",
+                AuditConfig::MAX_DATA_SIZE_LIMIT
+            ),
+        );
+    }
+    if let Some(file) = &audit.log_file {
+        if file.trim().is_empty() {
+            say(
+                at("logFile"),
+                "must not be empty (leave it out to write to stdout)".into(),
+            );
+        } else if file.ends_with('/') {
+            say(at("logFile"), "must name a file, not a directory".into());
+        }
+    }
+    if audit
+        .component
+        .as_deref()
+        .is_some_and(|component| component.trim().is_empty())
+    {
+        say(at("component"), "must not be empty".into());
+    }
+    for (index, kind) in audit.event_types.iter().enumerate() {
+        if audit.exclude_event_types.contains(kind) {
+            say(
+                field_path!["audit", "eventTypes", index],
+                format!(
+                    "{} is also in excludeEventTypes, which wins: list it in one of them",
+                    kind.as_str()
+                ),
+            );
+        }
+    }
 }
 
 /// `server.allowedOrigins`: `*` or bare origins (`scheme://host[:port]`).

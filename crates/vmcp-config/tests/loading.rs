@@ -703,3 +703,76 @@ fn a_policies_file_is_checked_when_the_config_file_is_loaded() {
     assert!(vmcp_config::load_file(&config).is_ok());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn audit_is_off_by_default_and_reads_the_reference_fields() {
+    let base = "name: x\nbackends:\n  - {name: a, transport: streamable-http, url: 'http://127.0.0.1:1/mcp'}\n";
+    let config = load_str(base, "t.yaml").expect("valid");
+    assert_eq!(config.audit, None, "no audit section: audit is off");
+
+    let text = format!(
+        "{base}audit:\n  component: gw\n  eventTypes: [mcp_tool_call, mcp_prompt_get]\n  excludeEventTypes: [mcp_tools_list]\n  includeRequestData: true\n  maxDataSize: 256\n  logFile: /var/log/vmcp/audit.log\n"
+    );
+    let audit = load_str(&text, "t.yaml")
+        .expect("valid")
+        .audit
+        .expect("audit section");
+    assert!(audit.is_enabled(), "present without enabled: on");
+    assert_eq!(audit.component(), "gw");
+    assert!(audit.audits(vmcp_config::AuditEventType::McpToolCall));
+    assert!(!audit.audits(vmcp_config::AuditEventType::McpToolsList));
+    assert!(audit.include_request_data && !audit.include_response_data);
+    assert_eq!(audit.max_data_size, 256);
+    assert_eq!(audit.log_file.as_deref(), Some("/var/log/vmcp/audit.log"));
+
+    let empty = load_str(&format!("{base}audit: {{}}\n"), "t.yaml")
+        .expect("valid")
+        .audit
+        .expect("audit section");
+    assert_eq!(empty.max_data_size, 1024, "the reference's default");
+    assert_eq!(empty.component(), "vmcp-server");
+}
+
+#[test]
+fn audit_problems_are_reported_together_with_their_paths() {
+    let text = "\
+name: x
+backends:
+  - {name: a, transport: streamable-http, url: 'http://127.0.0.1:1/mcp'}
+audit:
+  eventTypes: [mcp_tool_call, mcp_bogus]
+  excludeEventTypes: [mcp_tool_call]
+  maxDataSize: 0
+  logFile: ''
+  colour: red
+";
+    let issues = issues_of(text);
+    let expect = [
+        "test.yaml:5: audit.eventTypes[1]: ",
+        "test.yaml:9: audit.colour: unknown field",
+    ];
+    for want in expect {
+        assert!(
+            issues.iter().any(|i| i.starts_with(want)),
+            "missing {want:?} in {issues:#?}"
+        );
+    }
+    // With a value left out, the cross-field rules of the section wait for
+    // the next run; once the typos are fixed they are all reported.
+    let fixed = text
+        .replace(", mcp_bogus", "")
+        .replace("  colour: red\n", "");
+    let issues = issues_of(&fixed);
+    let expect = [
+        "test.yaml:5: audit.eventTypes[0]: mcp_tool_call is also in excludeEventTypes",
+        "test.yaml:7: audit.maxDataSize: must be between 1 and 1048576 bytes",
+        "test.yaml:8: audit.logFile: must not be empty",
+    ];
+    for want in expect {
+        assert!(
+            issues.iter().any(|i| i.starts_with(want)),
+            "missing {want:?} in {issues:#?}"
+        );
+    }
+    assert_eq!(issues.len(), 3, "{issues:#?}");
+}

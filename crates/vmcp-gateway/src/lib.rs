@@ -15,6 +15,7 @@
 //!           MCP server (/mcp) ─► forwarding (timeouts, cancellation) ◄─ relay (progress, logs, sampling…)
 //! ```
 //!
+//! - [`audit`]: the audit log, one event per MCP operation (off the request path).
 //! - [`backend`]: clients for each upstream transport and their supervisors.
 //! - [`registry`]: which backends exist now, and how a new list is reconciled.
 //! - [`catalogue`]: the merged, conflict-resolved view of all backends (no I/O).
@@ -29,6 +30,7 @@
 //! - [`policy_source`]: the Cedar policies, reloaded when their file changes.
 //! - [`gateway`]: wires the parts together and owns their lifecycle.
 
+pub mod audit;
 pub mod backend;
 pub mod catalogue;
 pub mod forward;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::kubernetes::KubernetesMode;
 use vmcp_auth::Authenticator;
 use vmcp_config::IncomingAuthType;
+use vmcp_gateway::audit::AuditSink;
 use vmcp_gateway::server::auth::IncomingAuth;
 use vmcp_gateway::server::limits::{self, ConnectionLimits};
 use vmcp_gateway::server::{HttpOptions, router};
@@ -111,9 +112,24 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// The audit log, when `audit` is present and enabled; a log file that
+/// cannot be opened stops the start.
+fn start_audit(config: &vmcp_config::Config) -> anyhow::Result<Option<AuditSink>> {
+    let Some(audit) = config.audit.as_ref().filter(|audit| audit.is_enabled()) else {
+        return Ok(None);
+    };
+    let sink = AuditSink::start(audit)?;
+    tracing::info!(
+        destination = audit.log_file.as_deref().unwrap_or("stdout"),
+        "audit log on"
+    );
+    Ok(Some(sink))
+}
+
 async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<()> {
     // Before anything listens: a missing secret or CA bundle stops the start.
     let incoming_auth = incoming_auth(&config)?;
+    let audit = start_audit(&config)?;
     // First, so backends and stdio children start under the raised limit.
     let open_files = limits::raise_open_files_limit();
     let connection_limits = fit_connection_limits(&config, open_files);
@@ -125,7 +141,11 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
         .with_context(|| format!("cannot listen on {address}"))?;
     let local = listener.local_addr().context("listener has no address")?;
 
-    let metrics = Metrics::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    if let Some(audit) = &audit {
+        audit.register(&mut registry);
+    }
+    let metrics = Metrics::with_registry(registry);
     let (reporting, kubernetes) = start_reporting(&args, &config, &metrics, local).await?;
     // In Kubernetes mode with a group, the backends come from the group's
     // members (plus any listed in the config).
@@ -145,6 +165,7 @@ async fn serve(args: ServeArgs, config: vmcp_config::Config) -> anyhow::Result<(
     let mut http_options = HttpOptions::from_gateway(&gateway, sessions_cancel.clone());
     http_options.metrics = Some(metrics.clone());
     http_options.incoming_auth = incoming_auth;
+    http_options.audit = audit.as_ref().map(AuditSink::recorder).unwrap_or_default();
     let app = router(gateway.clone(), http_options);
     tracing::info!(address = %local, backends = gateway.backends().len(), "vmcp listening on http://{local}/mcp");
 

@@ -11,6 +11,7 @@ use rmcp::model::{ErrorCode, ErrorData, Extensions, Prompt, Resource, ResourceTe
 use vmcp_auth::Principal;
 use vmcp_auth::authz::{Operation, Policies, Target};
 
+use crate::audit::{self, RequestNote};
 use crate::catalogue::Catalogue;
 use crate::server::auth::UNAUTHORIZED;
 use crate::server::echo::echoed;
@@ -27,6 +28,8 @@ pub fn caller(extensions: &Extensions) -> Option<Arc<Principal>> {
 pub struct Access {
     policies: Option<Arc<Policies>>,
     caller: Option<Arc<Principal>>,
+    /// Where a denial is recorded for the audit log.
+    audit: Option<Arc<RequestNote>>,
 }
 
 impl Access {
@@ -35,7 +38,11 @@ impl Access {
     /// half-way).
     pub fn new(policies: Option<Arc<Policies>>, extensions: &Extensions) -> Self {
         let caller = policies.as_ref().and_then(|_| caller(extensions));
-        Self { policies, caller }
+        Self {
+            policies,
+            caller,
+            audit: audit::note::of(extensions).cloned(),
+        }
     }
 
     /// Whether the caller may perform `operation` on `target`.
@@ -64,6 +71,9 @@ impl Access {
             "denied by policy: {what} {}",
             echoed(target.name)
         );
+        if let Some(note) = &self.audit {
+            note.denied(target.backend);
+        }
         Err(ErrorData::new(
             ErrorCode(UNAUTHORIZED),
             format!("not allowed: you may not {what} {}", echoed(target.name)),

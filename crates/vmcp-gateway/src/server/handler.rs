@@ -19,10 +19,12 @@ use rmcp::model::{
     SubscribeRequest, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleServer, SubscriptionContext};
+use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use vmcp_auth::authz::Operation as Access;
-use vmcp_config::PartialFailureMode;
+use vmcp_config::{AuditEventType, PartialFailureMode};
 
+use crate::audit::{self, Recorder};
 use crate::backend::Backend;
 use crate::catalogue::ListChanges;
 use crate::forward::{ForwardError, forward};
@@ -39,12 +41,22 @@ use crate::subscriptions::{MAX_PER_SESSION, Upstream};
 #[derive(Clone)]
 pub struct GatewayHandler {
     gateway: Arc<Gateway>,
+    audit: Recorder,
 }
 
 impl GatewayHandler {
     /// A handler for a new session.
     pub fn new(gateway: Arc<Gateway>) -> Self {
-        Self { gateway }
+        Self {
+            gateway,
+            audit: Recorder::disabled(),
+        }
+    }
+
+    /// The same handler, recording each operation in the audit log.
+    pub fn with_audit(mut self, audit: Recorder) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// What the caller of this request may do (`incomingAuth.authz`).
@@ -297,15 +309,14 @@ async fn forward_now(
     rounds: Option<RoundLink>,
 ) -> Result<ServerResult, ErrorData> {
     let _in_flight = gateway.begin_request();
-    tokio::select! {
-        result = forward(backend, request, context, &gateway.routes, rounds) => {
-            result.map_err(ErrorData::from)
-        }
+    let result = tokio::select! {
+        result = forward(backend, request, context, &gateway.routes, rounds) => result,
         () = gateway.in_flight_abandoned() => Err(ForwardError::ShuttingDown {
             backend: backend.name().to_string(),
-        }
-        .into()),
-    }
+        }),
+    };
+    audit::note::forwarded(&context.extensions, backend.name(), &result);
+    result.map_err(ErrorData::from)
 }
 
 /// Marks a final result as `resultType: complete`, which 2026-07-28 requires
@@ -538,6 +549,12 @@ impl ServerHandler for GatewayHandler {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.audit.record_notification(
+            AuditEventType::McpInitialize,
+            "notifications/initialized",
+            &context.extensions,
+            context.peer.peer_info(),
+        );
         let session_id = session_id(&context.extensions);
         self.gateway
             .session_opened(session_id.as_deref(), context.peer);
@@ -603,6 +620,144 @@ impl ServerHandler for GatewayHandler {
     async fn list_tools(
         &self,
         request: Option<PaginatedRequestParams>,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let kind = AuditEventType::McpToolsList;
+        let audit = self.begin_audit(kind, "tools/list", server_target(), &mut context, || None);
+        let result = self.serve_list_tools(request, context).await;
+        audit.finish(&result);
+        result
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let target = named_target("tool", &request.name);
+        let arguments = || request.arguments.clone().map(Value::Object);
+        let kind = AuditEventType::McpToolCall;
+        let audit = self.begin_audit(kind, "tools/call", target, &mut context, arguments);
+        let result = self.serve_call_tool(request, context).await;
+        audit.finish(&result);
+        result
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let kind = AuditEventType::McpPromptsList;
+        let audit = self.begin_audit(kind, "prompts/list", server_target(), &mut context, || None);
+        let result = self.serve_list_prompts(request, context).await;
+        audit.finish(&result);
+        result
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let target = named_target("prompt", &request.name);
+        let arguments = || request.arguments.clone().map(Value::Object);
+        let kind = AuditEventType::McpPromptGet;
+        let audit = self.begin_audit(kind, "prompts/get", target, &mut context, arguments);
+        let result = self.serve_get_prompt(request, context).await;
+        audit.finish(&result);
+        result
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let kind = AuditEventType::McpResourcesList;
+        let audit = self.begin_audit(
+            kind,
+            "resources/list",
+            server_target(),
+            &mut context,
+            || None,
+        );
+        let result = self.serve_list_resources(request, context).await;
+        audit.finish(&result);
+        result
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let kind = AuditEventType::McpResourcesList;
+        let method = "resources/templates/list";
+        let audit = self.begin_audit(kind, method, server_target(), &mut context, || None);
+        let result = self.serve_list_resource_templates(request, context).await;
+        audit.finish(&result);
+        result
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let target = resource_target(&request.uri);
+        let kind = AuditEventType::McpResourceRead;
+        let audit = self.begin_audit(kind, "resources/read", target, &mut context, || None);
+        let result = self.serve_read_resource(request, context).await;
+        audit.finish(&result);
+        result
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let target = match &request.r#ref {
+            Reference::Prompt(prompt) => named_target("prompt", &prompt.name),
+            Reference::Resource(resource) => resource_target(&resource.uri),
+            _ => server_target(),
+        };
+        let argument = || serde_json::to_value(&request.argument).ok();
+        let kind = AuditEventType::McpCompletion;
+        let audit = self.begin_audit(kind, "completion/complete", target, &mut context, argument);
+        let result = self.serve_complete(request, context).await;
+        audit.finish(&result);
+        result
+    }
+}
+
+/// The audited operations: each is served by its `serve_*` method here and
+/// recorded by the trait method of the same name above.
+impl GatewayHandler {
+    /// Starts the audit observation of the request in `context`.
+    fn begin_audit(
+        &self,
+        kind: AuditEventType,
+        method: &'static str,
+        target: audit::event::Target,
+        context: &mut RequestContext<RoleServer>,
+        params: impl FnOnce() -> Option<Value>,
+    ) -> audit::Pending {
+        let client = context.peer.peer_info();
+        self.audit.begin(
+            kind,
+            method,
+            target,
+            &mut context.extensions,
+            client,
+            params,
+        )
+    }
+
+    async fn serve_list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         self.check_partial_failure()?;
@@ -614,7 +769,7 @@ impl ServerHandler for GatewayHandler {
         Ok(result)
     }
 
-    async fn call_tool(
+    async fn serve_call_tool(
         &self,
         mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
@@ -651,7 +806,7 @@ impl ServerHandler for GatewayHandler {
         }
     }
 
-    async fn list_prompts(
+    async fn serve_list_prompts(
         &self,
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
@@ -665,7 +820,7 @@ impl ServerHandler for GatewayHandler {
         Ok(result)
     }
 
-    async fn get_prompt(
+    async fn serve_get_prompt(
         &self,
         mut request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
@@ -702,7 +857,7 @@ impl ServerHandler for GatewayHandler {
         }
     }
 
-    async fn list_resources(
+    async fn serve_list_resources(
         &self,
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
@@ -716,7 +871,7 @@ impl ServerHandler for GatewayHandler {
         Ok(result)
     }
 
-    async fn list_resource_templates(
+    async fn serve_list_resource_templates(
         &self,
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
@@ -730,7 +885,7 @@ impl ServerHandler for GatewayHandler {
         Ok(result)
     }
 
-    async fn read_resource(
+    async fn serve_read_resource(
         &self,
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
@@ -755,7 +910,7 @@ impl ServerHandler for GatewayHandler {
         }
     }
 
-    async fn complete(
+    async fn serve_complete(
         &self,
         mut request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
@@ -813,5 +968,31 @@ impl ServerHandler for GatewayHandler {
             ServerResult::CompleteResult(result) => Ok(result),
             _ => Err(ForwardError::unexpected(&backend).into()),
         }
+    }
+}
+
+/// The target of an operation on the gateway as a whole (lists).
+fn server_target() -> audit::event::Target {
+    audit::event::Target {
+        kind: "server",
+        ..Default::default()
+    }
+}
+
+/// A tool or prompt, by the name the client used.
+fn named_target(kind: &'static str, name: &str) -> audit::event::Target {
+    audit::event::Target {
+        kind,
+        name: Some(name.to_string()),
+        uri: None,
+    }
+}
+
+/// A resource, by URI.
+fn resource_target(uri: &str) -> audit::event::Target {
+    audit::event::Target {
+        kind: "resource",
+        name: None,
+        uri: Some(uri.to_string()),
     }
 }

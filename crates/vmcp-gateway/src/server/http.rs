@@ -25,6 +25,7 @@ use super::origin::{OriginPolicy, screen_origin};
 use super::request_body::body_read_failed;
 use super::session_delete::session_delete_status;
 use super::session_limits::{self, LimitedSessionManager, SessionLimits};
+use crate::audit::Recorder;
 use crate::gateway::Gateway;
 
 /// `Host` names always accepted: the loopback ones.
@@ -47,6 +48,8 @@ pub struct HttpOptions {
     pub incoming_auth: Option<Arc<IncomingAuth>>,
     /// Who may read `/status` and `/metrics` under authentication.
     pub status_access: OperationalAccess,
+    /// Records each MCP operation in the audit log (disabled by default).
+    pub audit: Recorder,
 }
 
 impl HttpOptions {
@@ -64,6 +67,7 @@ impl HttpOptions {
                 StatusAccess::Authenticated => OperationalAccess::Authenticated,
                 StatusAccess::Open => OperationalAccess::Open,
             },
+            audit: Recorder::disabled(),
         }
     }
 }
@@ -85,9 +89,10 @@ pub fn router(gateway: Arc<Gateway>, options: HttpOptions) -> Router {
         )
     };
     let for_sessions = gateway.clone();
+    let audit = options.audit.clone();
     let (sessions, limits) = session_manager(&gateway);
     let mcp = StreamableHttpService::new(
-        move || Ok(GatewayHandler::new(for_sessions.clone())),
+        move || Ok(GatewayHandler::new(for_sessions.clone()).with_audit(audit.clone())),
         sessions.clone(),
         config,
     );
