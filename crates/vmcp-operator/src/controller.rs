@@ -221,13 +221,7 @@ pub async fn run(
             watcher::Config::default(),
             move |group: MCPGroup| {
                 let name = group.name_any();
-                let namespace = group.namespace();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|v| v.namespace() == namespace && v.spec.group_ref.name == name)
-                    .map(|v| ObjectRef::from_obj(&*v))
-                    .collect::<Vec<_>>()
+                referencing(&store, &group, |spec| spec.group_ref.name == name)
             },
         )
         .watches(
@@ -235,20 +229,12 @@ pub async fn run(
             watcher::Config::default(),
             move |config: MCPOIDCConfig| {
                 let name = config.name_any();
-                let namespace = config.namespace();
-                oidc_store
-                    .state()
-                    .into_iter()
-                    .filter(|v| {
-                        v.namespace() == namespace
-                            && v.spec
-                                .incoming_auth
-                                .oidc_config_ref
-                                .as_ref()
-                                .is_some_and(|r| r.name == name)
-                    })
-                    .map(|v| ObjectRef::from_obj(&*v))
-                    .collect::<Vec<_>>()
+                referencing(&oidc_store, &config, |spec| {
+                    spec.incoming_auth
+                        .oidc_config_ref
+                        .as_ref()
+                        .is_some_and(|r| r.name == name)
+                })
             },
         )
         .graceful_shutdown_on(shutdown.clone())
@@ -290,6 +276,22 @@ pub async fn run(
         });
 
     futures::join!(gateways, groups);
+}
+
+/// The gateways in the namespace of `object` whose spec refers to it
+/// (`refers`): what a watch of a referenced kind maps an event to.
+fn referencing(
+    store: &kube::runtime::reflector::Store<VirtualMCPServer>,
+    object: &impl ResourceExt,
+    refers: impl Fn(&vmcp_crd::VirtualMCPServerSpec) -> bool,
+) -> Vec<ObjectRef<VirtualMCPServer>> {
+    let namespace = object.namespace();
+    store
+        .state()
+        .into_iter()
+        .filter(|v| v.namespace() == namespace && refers(&v.spec))
+        .map(|v| ObjectRef::from_obj(&*v))
+        .collect()
 }
 
 /// The group a member names in `spec.groupRef.name`.
