@@ -15,6 +15,8 @@ $VMCP_KUBE_ENV_DIR or .cache/kube-test-env; started once, reused when already up
   namespace    function  a fresh namespace "t-<random>" (deleted afterwards)
   kube_restart function  the KubeEnv, for stop_apiserver()/start_apiserver()/restart_apiserver();
                          makes sure the API server runs again after the test
+  operator     function  OperatorProc: vmcp-operator with admin credentials, watching only
+                         `namespace`
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pytest
 from harness import EVERYTHING_JS, LOOPBACK_CJS, PY_BACKEND, REPO, Launcher, Stack, default_example_server_bin, default_vmcp_bin, tail
 from keycloak import keycloak  # noqa: F401 - session fixture: Keycloak with the vmcp realm (keycloak.py)
 from kube import CRD_DIR, Kube, KubeEnv, KubeEnvError, KubeError, WaitTimeout, namespace_path
+from operator_proc import OperatorProc
 
 # Fixtures that need the Kubernetes environment: tests using any of them get the `kube` marker.
 KUBE_FIXTURES = frozenset({"kube_env", "kube_admin", "kube_crds", "kube", "namespace", "kube_restart"})
@@ -218,6 +221,17 @@ def namespace(request: pytest.FixtureRequest, kube_env: KubeEnv, kube_admin: Kub
     if not kube_admin.is_ready():  # a test stopped the API server and failed before restarting it
         kube_env.start_apiserver()
     kube_admin.delete(namespace_path(name), missing_ok=True)
+
+
+@pytest.fixture
+def operator(request: pytest.FixtureRequest, tmp_path: Path, kube_env: KubeEnv, kube: Kube, namespace: str) -> Iterator[OperatorProc]:
+    """The operator, admin credentials, watching only the test's namespace."""
+    proc = OperatorProc.start_new(tmp_path, kube_env.kubeconfig, namespace=namespace)
+    proc.wait_ready()
+    yield proc
+    proc.stop()
+    if _failed(request.node):
+        print(f"operator log tail:\n{proc.log_tail(80)}")
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ one active operator among two (Lease), fail-over.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +40,6 @@ OPERATOR_CONDITIONS = {"GroupRefValidated", "ConfigValid", "RBACReady", "Deploym
 RUNTIME_CONDITIONS = {"Ready", "BackendsDiscovered", "Degraded"}
 # A short heartbeat so the staleness bound (2 x heartbeat + 5 s) is 9 s.
 FAST_CONFIG = {"operational": {"failureHandling": {"statusReportingInterval": "2s", "healthCheckInterval": "2s", "healthCheckTimeout": "1s"}}}
-
-
-@pytest.fixture
-def operator(request: pytest.FixtureRequest, tmp_path: Path, kube_env: KubeEnv, kube: Kube, namespace: str) -> Iterator[OperatorProc]:
-    """The operator, admin credentials, watching only the test's namespace."""
-    proc = OperatorProc.start_new(tmp_path, kube_env.kubeconfig, namespace=namespace)
-    proc.wait_ready()
-    yield proc
-    proc.stop()
-    if getattr(getattr(request.node, "rep_call", None), "failed", False):
-        print(f"operator log tail:\n{proc.log_tail(80)}")
 
 
 def settled(op: OperatorProc, kube: Kube, namespace: str, quiet_reconciles: int = 2, timeout: float = 60.0) -> float:

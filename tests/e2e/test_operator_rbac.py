@@ -49,6 +49,9 @@ def test_the_shipped_operator_rbac_suffices_and_grants_nothing_more(tmp_path: Pa
         ("watch", "secrets", "", None),
         ("update", "virtualmcpservers", "toolhive.stacklok.dev", None),
         ("patch", "virtualmcpservers", "toolhive.stacklok.dev", None),
+        ("create", "mcpoidcconfigs", "toolhive.stacklok.dev", None),
+        ("patch", "mcpoidcconfigs", "toolhive.stacklok.dev", None),
+        ("delete", "mcpoidcconfigs", "toolhive.stacklok.dev", None),
         ("escalate", "roles", "rbac.authorization.k8s.io", None),
         ("bind", "roles", "rbac.authorization.k8s.io", None),
         ("create", "pods", "", None),
@@ -58,3 +61,5 @@ def test_the_shipped_operator_rbac_suffices_and_grants_nothing_more(tmp_path: Pa
         assert not kube.can(user, verb, resource, namespace=other_namespace or namespace, group=group, groups=groups), f"{verb} {resource}"
     assert not kube.can(user, "get", "nodes", groups=groups)
     assert kube.can(user, "get", "secrets", namespace=namespace, groups=groups), "get of a referenced Secret"
+    for verb in ("get", "list", "watch"):
+        assert kube.can(user, verb, "mcpoidcconfigs", namespace=namespace, group="toolhive.stacklok.dev", groups=groups), f"{verb} mcpoidcconfigs"

@@ -10,6 +10,8 @@
 //! - [`MCPGroup`]: a named set of backends.
 //! - [`MCPServer`] and [`MCPServerEntry`]: group members (a workload run by
 //!   the operator, and a remote URL).
+//! - [`MCPOIDCConfig`]: OIDC provider settings shared by the gateways of a
+//!   namespace (`spec.incomingAuth.oidcConfigRef`).
 //!
 //! Field names, shapes, required fields, enums, defaults, printer columns
 //! and short names follow ToolHive's v1beta1 Go types, so a manifest written
@@ -18,12 +20,13 @@
 //! subtrees nothing here acts on are declared as objects that keep unknown
 //! fields, so they are accepted and preserved as written.
 //!
-//! [`crds`] returns the four definitions in a stable order; [`render_yaml`]
+//! [`crds`] returns the five definitions in a stable order; [`render_yaml`]
 //! renders them as the YAML committed under `deploy/crds/`. The runtime's
 //! RBAC (the YAML under `deploy/rbac/`) is built by [`rbac`].
 
 pub mod condition;
 pub mod mcp_group;
+pub mod mcp_oidc_config;
 pub mod mcp_server;
 pub mod mcp_server_entry;
 pub mod rbac;
@@ -35,6 +38,9 @@ pub mod workload;
 
 pub use condition::{Condition, ConditionStatus};
 pub use mcp_group::{MCPGroup, MCPGroupPhase, MCPGroupSpec, MCPGroupStatus};
+pub use mcp_oidc_config::{
+    InlineOidcConfig, MCPOIDCConfig, MCPOIDCConfigSpec, MCPOIDCConfigStatus, OidcConfigSourceType,
+};
 pub use mcp_server::{
     MCPServer, MCPServerPhase, MCPServerSpec, MCPServerStatus, ProxyMode, Transport,
 };

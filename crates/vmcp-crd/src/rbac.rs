@@ -182,7 +182,10 @@ pub const OPERATOR_NAME: &str = "vmcp-operator";
 /// 3. `mcpgroups` `get`, `list`, `watch`: groupRef validation and the watch
 ///    mapped to the gateways.
 /// 4. `mcpgroups/status` `get`, `patch`: the group's membership status.
-/// 5. `mcpservers`, `mcpserverentries` `get`, `list`, `watch`: members.
+/// 5. `mcpservers`, `mcpserverentries` `get`, `list`, `watch`: members;
+///    `mcpoidcconfigs` the same: the OIDC settings a gateway references,
+///    rendered into its configuration and watched so a change re-renders
+///    it (never written).
 /// 6. `serviceaccounts`, `services`, `configmaps` `get`, `list`, `watch`,
 ///    `create`, `patch`: children (server-side apply is a `patch`, and a
 ///    `create` when the object is new); no `delete`, `update`: owner
@@ -215,7 +218,7 @@ pub fn operator_rules() -> Vec<PolicyRule> {
         rule(GROUP, &["mcpgroups/status"], &["get", "patch"], None),
         rule(
             GROUP,
-            &["mcpservers", "mcpserverentries"],
+            &["mcpservers", "mcpserverentries", "mcpoidcconfigs"],
             &["get", "list", "watch"],
             None,
         ),

@@ -7,13 +7,13 @@ use kube::CustomResourceExt;
 use serde::Serialize;
 
 use crate::rbac::{RuntimeRbac, runtime_rbac};
-use crate::{MCPGroup, MCPServer, MCPServerEntry, VirtualMCPServer};
+use crate::{MCPGroup, MCPOIDCConfig, MCPServer, MCPServerEntry, VirtualMCPServer};
 
 /// The command that regenerates the files under `deploy/`.
 pub const UPDATE_COMMAND: &str = "VMCP_UPDATE_CRDS=1 cargo test -p vmcp-crd --test generated_yaml";
 
-/// The four definitions, in a stable order: `VirtualMCPServer`, `MCPGroup`,
-/// `MCPServer`, `MCPServerEntry`.
+/// The five definitions, in a stable order: `VirtualMCPServer`, `MCPGroup`,
+/// `MCPServer`, `MCPServerEntry`, `MCPOIDCConfig`.
 ///
 /// These are the derived definitions with one change: `MCPGroup`, whose
 /// spec fields are all optional, defaults a missing `spec` to `{}`, so an
@@ -26,6 +26,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         group,
         MCPServer::crd(),
         MCPServerEntry::crd(),
+        MCPOIDCConfig::crd(),
     ]
 }
 
@@ -43,7 +44,7 @@ pub fn render_crd_yaml(crd: &CustomResourceDefinition) -> String {
     out
 }
 
-/// All four definitions ([`crds`]) as one multi-document YAML stream.
+/// All five definitions ([`crds`]) as one multi-document YAML stream.
 pub fn render_yaml() -> String {
     let mut out = header(&[]);
     for crd in crds() {
@@ -169,7 +170,7 @@ fn operator_notes(namespace: &str, shape: &str) -> Vec<String> {
         " 1. virtualmcpservers get/list/watch;  2. virtualmcpservers/status get/patch/update;"
             .to_string(),
         " 3. mcpgroups get/list/watch;  4. mcpgroups/status get/patch;".to_string(),
-        " 5. mcpservers, mcpserverentries get/list/watch;".to_string(),
+        " 5. mcpservers, mcpserverentries, mcpoidcconfigs get/list/watch;".to_string(),
         " 6. serviceaccounts, services, configmaps get/list/watch/create/patch (no delete);"
             .to_string(),
         " 7. secrets get only (referenced Secrets are hashed into the pod template);".to_string(),

@@ -43,6 +43,11 @@ pub(crate) fn header_secrets(generator: &mut SchemaGenerator) -> Schema {
     keyed_list::<crate::mcp_server_entry::HeaderFromSecret>(generator, "headerName")
 }
 
+/// The workloads referencing an `MCPOIDCConfig`, merged per `name`.
+pub(crate) fn workload_references(generator: &mut SchemaGenerator) -> Schema {
+    keyed_list::<crate::mcp_oidc_config::WorkloadReference>(generator, "name")
+}
+
 /// The schema of an optional list of `T`, marked as a map keyed by `key`.
 fn keyed_list<T: schemars::JsonSchema>(generator: &mut SchemaGenerator, key: &str) -> Schema {
     let mut schema = generator.subschema_for::<Option<Vec<T>>>();

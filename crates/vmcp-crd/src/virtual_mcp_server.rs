@@ -25,9 +25,10 @@ use crate::workload::{ServiceType, SessionAffinity, SessionStorage};
 /// Desired state of a vmcp gateway, in the shape of ToolHive's v1beta1
 /// `VirtualMCPServerSpec`. The runtime serves the members of `groupRef`
 /// with the settings of `config`; the operator renders the Deployment,
-/// Service and ConfigMap from the typed fields. Subtrees that nothing here
-/// acts on (`config` beyond vmcp's own fields, `authServerConfig`,
-/// `podTemplateSpec`, `incomingAuth.authzConfig`) are kept as written.
+/// Service and ConfigMap from the typed fields. Free-form subtrees
+/// (`config` beyond vmcp's own fields, `authServerConfig`,
+/// `podTemplateSpec`, `incomingAuth.authzConfig`, whose inline Cedar
+/// policies the operator renders) are kept as written.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "toolhive.stacklok.dev",
@@ -157,7 +158,8 @@ pub struct IncomingAuth {
     /// The shared MCPOIDCConfig that validates client tokens (for `oidc`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc_config_ref: Option<OidcConfigRef>,
-    /// Inline or ConfigMap authorization policies, kept as written.
+    /// Inline or ConfigMap authorization policies, kept as written (the
+    /// operator renders `{type: inline, inline: {policies}}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::free_form_object")]
     pub authz_config: Option<serde_json::Value>,

@@ -10,7 +10,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use vmcp_crd::{
-    IncomingAuthType, MCPGroup, MCPServer, MCPServerEntry, Transport, VirtualMCPServer,
+    IncomingAuthType, MCPGroup, MCPOIDCConfig, MCPServer, MCPServerEntry, OidcConfigSourceType,
+    Transport, VirtualMCPServer,
 };
 
 fn fixtures_dir() -> PathBuf {
@@ -99,6 +100,7 @@ fn every_fixture_reads_into_its_typed_kind_and_writes_back_unchanged() {
             "MCPServer" => round_trip::<MCPServer>(label, doc).map(drop),
             "MCPServerEntry" => round_trip::<MCPServerEntry>(label, doc).map(drop),
             "VirtualMCPServer" => round_trip::<VirtualMCPServer>(label, doc).map(drop),
+            "MCPOIDCConfig" => round_trip::<MCPOIDCConfig>(label, doc).map(drop),
             other => Err(format!("{label}: unexpected kind {other}")),
         };
         failures.extend(result.err());
@@ -108,6 +110,7 @@ fn every_fixture_reads_into_its_typed_kind_and_writes_back_unchanged() {
         kinds.into_iter().collect::<Vec<_>>(),
         [
             "MCPGroup",
+            "MCPOIDCConfig",
             "MCPServer",
             "MCPServerEntry",
             "VirtualMCPServer"
@@ -163,6 +166,17 @@ fn the_fields_the_operator_acts_on_are_typed() {
         spec.telemetry_config_ref.as_ref().map(|t| t.name.as_str()),
         Some("otel-shared")
     );
+
+    let (label, doc) = find("MCPOIDCConfig", "company-sso");
+    let oidc: MCPOIDCConfig = round_trip(&label, &doc).expect("reads");
+    assert_eq!(oidc.spec.type_, OidcConfigSourceType::Inline);
+    let inline = oidc.spec.inline.as_ref().expect("inline");
+    assert_eq!(inline.issuer, "https://sso.example.com/realms/engineering");
+    assert_eq!(
+        inline.client_secret_ref.as_ref().map(|r| r.key.as_str()),
+        Some("client-secret")
+    );
+    assert_eq!(inline.insecure_allow_http, Some(false));
 
     let (label, doc) = find("MCPServerEntry", "docs-search");
     let entry: MCPServerEntry = round_trip(&label, &doc).expect("reads");

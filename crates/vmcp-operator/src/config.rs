@@ -6,7 +6,9 @@
 //! unless `spec.config.name` says otherwise), `groupRef` (always
 //! `spec.groupRef.name`) and the Service's names in
 //! `server.allowedHosts`, so clients inside the cluster pass the `Host`
-//! check.
+//! check, and the `incomingAuth` rendered from `spec.incomingAuth`
+//! ([`crate::incoming_auth`]), whose keys the author's
+//! `spec.config.incomingAuth` keys replace.
 
 use std::fmt::Write as _;
 
@@ -14,6 +16,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use vmcp_config::{ConfigError, HumanDuration};
 
+use crate::incoming_auth::RenderedIncomingAuth;
 use crate::names::service_name;
 
 /// The rendered configuration of one gateway.
@@ -71,6 +74,8 @@ pub struct ConfigInputs<'a> {
     pub cluster_ip: Option<&'a str>,
     /// `spec.incomingAuth.type` is `oidc`.
     pub requires_oidc: bool,
+    /// `spec.incomingAuth` rendered ([`crate::incoming_auth::render_incoming_auth`]).
+    pub incoming_auth: Option<&'a RenderedIncomingAuth>,
 }
 
 /// The `Host` names of the gateway's Service, short to fully qualified.
@@ -102,6 +107,10 @@ pub fn render_config(inputs: &ConfigInputs<'_>) -> RenderedConfig {
         Value::String(inputs.group.to_string()),
     );
     add_allowed_hosts(&mut root, inputs);
+    if let Some(rendered) = inputs.incoming_auth {
+        issues.extend(rendered.issues.iter().cloned());
+        add_incoming_auth(&mut root, rendered);
+    }
     let value = Value::Object(root);
     // JSON data always serializes to YAML.
     let yaml = serde_saphyr::to_string(&value).unwrap_or_default();
@@ -109,7 +118,8 @@ pub fn render_config(inputs: &ConfigInputs<'_>) -> RenderedConfig {
         match vmcp_config::load_str(&yaml, "spec.config") {
             Ok(config) => Some(config),
             Err(error) => {
-                issues.extend(describe(&error));
+                let origin = inputs.incoming_auth.and_then(|r| r.oidc_origin.as_deref());
+                issues.extend(describe(&error, origin));
                 None
             }
         }
@@ -117,14 +127,16 @@ pub fn render_config(inputs: &ConfigInputs<'_>) -> RenderedConfig {
         None
     };
     if inputs.requires_oidc
-        && parsed
-            .as_ref()
-            .is_some_and(|config| config.incoming_auth.kind != vmcp_config::IncomingAuthType::Oidc)
+        && let Some(config) = &parsed
+        && config.incoming_auth.kind != vmcp_config::IncomingAuthType::Oidc
     {
-        // Never serve clients unauthenticated when the object asks for OIDC.
-        issues.push(
-            "spec.incomingAuth: type oidc, but the operator does not yet render spec.incomingAuth.oidcConfigRef into the gateway's configuration; set the OIDC settings in spec.config.incomingAuth (type: oidc, oidc: {issuer, audience, ...})".to_string(),
-        );
+        // Never serve clients unauthenticated when the object asks for
+        // OIDC (a safety net: the renderer already refuses an author's
+        // `type` other than oidc).
+        issues.push(format!(
+            "spec.incomingAuth: type oidc, but the rendered configuration's incomingAuth.type is {}; the gateway is never served without OIDC",
+            config.incoming_auth.kind.as_str()
+        ));
     }
     RenderedConfig {
         yaml,
@@ -157,18 +169,44 @@ fn add_allowed_hosts(root: &mut Map<String, Value>, inputs: &ConfigInputs<'_>) {
     }
 }
 
+/// Puts the rendered `incomingAuth` under the author's keys: a key of
+/// `spec.config.incomingAuth` wins; a non-object section is left as
+/// written for validation to report.
+fn add_incoming_auth(root: &mut Map<String, Value>, rendered: &RenderedIncomingAuth) {
+    let Some(section) = &rendered.section else {
+        return;
+    };
+    let merged = match root.remove("incomingAuth") {
+        None | Some(Value::Null) => Value::Object(section.clone()),
+        Some(Value::Object(author)) => {
+            let mut merged = section.clone();
+            merged.extend(author);
+            Value::Object(merged)
+        }
+        Some(other) => other,
+    };
+    root.insert("incomingAuth".to_string(), merged);
+}
+
 /// The problems of a configuration that did not load, with field paths
 /// under `spec.config` (line numbers of the rendered file mean nothing to
-/// the author of the object, so they are left out).
-fn describe(error: &ConfigError) -> Vec<String> {
+/// the author of the object, so they are left out). Problems of an
+/// `incomingAuth.oidc` rendered from an `MCPOIDCConfig` name that object
+/// (`oidc_origin`) instead, since the author did not write it in
+/// `spec.config`.
+fn describe(error: &ConfigError, oidc_origin: Option<&str>) -> Vec<String> {
     match error {
         ConfigError::Invalid { issues, .. } => issues
             .iter()
             .map(|issue| {
-                if issue.path.0.is_empty() {
-                    format!("spec.config: {}", issue.message)
-                } else {
-                    format!("spec.config.{}: {}", issue.path, issue.message)
+                let path = issue.path.to_string();
+                match oidc_origin {
+                    _ if issue.path.0.is_empty() => format!("spec.config: {}", issue.message),
+                    Some(origin) if path.starts_with("incomingAuth.oidc") => format!(
+                        "spec.incomingAuth.oidcConfigRef ({origin}): rendered {path}: {}",
+                        issue.message
+                    ),
+                    _ => format!("spec.config.{path}: {}", issue.message),
                 }
             })
             .collect(),

@@ -1,6 +1,7 @@
 //! The controllers: kube-rs' `runtime::Controller` for `VirtualMCPServer`
-//! (owning its children, watching `MCPGroup`s mapped to the gateways that
-//! reference them) and for `MCPGroup` (watching its members).
+//! (owning its children, watching the `MCPGroup`s and `MCPOIDCConfig`s
+//! mapped to the gateways that reference them) and for `MCPGroup`
+//! (watching its members).
 //!
 //! Every write is a server-side apply under [`FIELD_MANAGER`] that sends
 //! only the operator's fields, and happens only when the current object
@@ -27,13 +28,14 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
 use tracing::{Instrument, debug, info, info_span, warn};
-use vmcp_crd::{MCPGroup, VirtualMCPServer};
+use vmcp_crd::{MCPGroup, MCPOIDCConfig, VirtualMCPServer};
 use vmcp_kube::api_error::Failure;
 
 use crate::conditions::{
     self, DeploymentView, GroupState, Observations, RbacState, RuntimeReport, ServiceState,
 };
 use crate::config::{ConfigInputs, render_config};
+use crate::incoming_auth::{self, Lookups, RenderedIncomingAuth};
 use crate::merge::contains;
 use crate::metrics::Metrics;
 use crate::names::{CONTAINER, FIELD_MANAGER};
@@ -50,6 +52,10 @@ pub const RETRY: Duration = Duration::from_secs(5);
 /// (1,000 new objects, a resync) holds at a time; kube-rs' default is
 /// unbounded.
 pub const CONCURRENCY: u16 = 8;
+/// How soon a gateway whose `MCPOIDCConfig` names a missing Secret or
+/// ConfigMap (or key) is looked at again: those kinds are not watched
+/// (that would need `list` and `watch` of every Secret).
+pub const REFERENCE_RECHECK: Duration = Duration::from_secs(10);
 /// Longest delay between retries of an object that keeps failing.
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
 /// Objects whose consecutive failures are counted at most (the bound of
@@ -202,6 +208,7 @@ pub async fn run(
     )
     .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY));
     let store = vmcp_controller.store();
+    let oidc_store = store.clone();
     let gateways = vmcp_controller
         .owns(scoped::<ServiceAccount>(client, ns), owned.clone())
         .owns(scoped::<Role>(client, ns), owned.clone())
@@ -214,13 +221,20 @@ pub async fn run(
             watcher::Config::default(),
             move |group: MCPGroup| {
                 let name = group.name_any();
-                let namespace = group.namespace();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|v| v.namespace() == namespace && v.spec.group_ref.name == name)
-                    .map(|v| ObjectRef::from_obj(&*v))
-                    .collect::<Vec<_>>()
+                referencing(&store, &group, |spec| spec.group_ref.name == name)
+            },
+        )
+        .watches(
+            scoped::<MCPOIDCConfig>(client, ns),
+            watcher::Config::default(),
+            move |config: MCPOIDCConfig| {
+                let name = config.name_any();
+                referencing(&oidc_store, &config, |spec| {
+                    spec.incoming_auth
+                        .oidc_config_ref
+                        .as_ref()
+                        .is_some_and(|r| r.name == name)
+                })
             },
         )
         .graceful_shutdown_on(shutdown.clone())
@@ -262,6 +276,22 @@ pub async fn run(
         });
 
     futures::join!(gateways, groups);
+}
+
+/// The gateways in the namespace of `object` whose spec refers to it
+/// (`refers`): what a watch of a referenced kind maps an event to.
+fn referencing(
+    store: &kube::runtime::reflector::Store<VirtualMCPServer>,
+    object: &impl ResourceExt,
+    refers: impl Fn(&vmcp_crd::VirtualMCPServerSpec) -> bool,
+) -> Vec<ObjectRef<VirtualMCPServer>> {
+    let namespace = object.namespace();
+    store
+        .state()
+        .into_iter()
+        .filter(|v| v.namespace() == namespace && refers(&v.spec))
+        .map(|v| ObjectRef::from_obj(&*v))
+        .collect()
 }
 
 /// The group a member names in `spec.groupRef.name`.
@@ -399,6 +429,55 @@ impl<'a> Gateway<'a> {
         })
     }
 
+    /// Reads what `spec.incomingAuth` references (the `MCPOIDCConfig`, the
+    /// keys of its client Secret, its CA bundle ConfigMap) and renders it.
+    async fn incoming_auth(&self) -> Result<RenderedIncomingAuth, Error> {
+        let mut found = Lookups::default();
+        if let Some(name) = incoming_auth::oidc_config_to_read(self.vmcp) {
+            let configs: Api<MCPOIDCConfig> =
+                Api::namespaced(self.ctx.client.clone(), &self.owner.namespace);
+            found.oidc_config = configs
+                .get_opt(name)
+                .await
+                .map_err(kube_error(format!("get MCPOIDCConfig {name}")))?;
+        }
+        let inline = found
+            .oidc_config
+            .as_ref()
+            .and_then(|c| c.spec.inline.as_ref());
+        let secret = inline
+            .and_then(|i| i.client_secret_ref.as_ref())
+            .map(|r| r.name.clone());
+        let ca = inline
+            .and_then(|i| i.ca_bundle_ref.as_ref())
+            .and_then(|c| c.config_map_ref.as_ref())
+            .map(|r| r.name.clone());
+        // An empty name cannot exist (and is not a valid request path).
+        if let Some(name) = secret.filter(|n| !n.is_empty()) {
+            let secrets: Api<Secret> =
+                Api::namespaced(self.ctx.client.clone(), &self.owner.namespace);
+            found.client_secret_keys = secrets
+                .get_opt(&name)
+                .await
+                .map_err(kube_error(format!("get Secret {name}")))?
+                .map(|s| {
+                    let data = s.data.unwrap_or_default().into_keys();
+                    data.chain(s.string_data.unwrap_or_default().into_keys())
+                        .collect()
+                });
+        }
+        if let Some(name) = ca.filter(|n| !n.is_empty()) {
+            let maps: Api<ConfigMap> =
+                Api::namespaced(self.ctx.client.clone(), &self.owner.namespace);
+            found.ca_bundle = maps
+                .get_opt(&name)
+                .await
+                .map_err(kube_error(format!("get ConfigMap {name}")))?
+                .map(|m| m.data.unwrap_or_default());
+        }
+        Ok(incoming_auth::render_incoming_auth(self.vmcp, &found))
+    }
+
     async fn secrets_digest(
         &self,
         names: &std::collections::BTreeSet<String>,
@@ -472,6 +551,7 @@ impl<'a> Gateway<'a> {
             }
         }
 
+        let incoming = self.incoming_auth().await?;
         let config = render_config(&ConfigInputs {
             name: &self.owner.name,
             namespace: &self.owner.namespace,
@@ -480,6 +560,7 @@ impl<'a> Gateway<'a> {
             cluster_domain: &settings.cluster_domain,
             cluster_ip: cluster_ip.as_deref(),
             requires_oidc: self.vmcp.spec.incoming_auth.type_ == vmcp_crd::IncomingAuthType::Oidc,
+            incoming_auth: Some(&incoming),
         });
 
         if group == GroupState::Found && config.is_valid() && apply_failure.is_none() {
@@ -488,11 +569,13 @@ impl<'a> Gateway<'a> {
                 .await?
             {
                 Ensured::Current(_) => {
-                    let template = render::pod_template(&self.owner, self.vmcp, settings);
+                    let extra = &incoming.pod;
+                    let template = render::pod_template(&self.owner, self.vmcp, settings, extra);
                     let secrets = render::referenced_secrets(self.vmcp, &template);
                     let digest = self.secrets_digest(&secrets).await?;
-                    let hash = render::config_hash(&config, &digest);
-                    let child = render::deployment(&self.owner, self.vmcp, settings, &hash);
+                    let hash =
+                        render::config_hash(&config, &digest, incoming.mounted_digest.as_deref());
+                    let child = render::deployment(&self.owner, self.vmcp, settings, extra, &hash);
                     match self.ensure(&child).await? {
                         Ensured::Current(current) => deployment = Some(current),
                         Ensured::Failed(cause) => apply_failure = Some(cause),
@@ -545,6 +628,7 @@ impl<'a> Gateway<'a> {
         let settled = conditions::settle(&previous, &computed, self.owner.generation, now);
         let desired = OperatorStatus {
             url: render::url(&self.owner, settings),
+            oidc_config_hash: incoming.oidc_config_hash.clone(),
             conditions: settled,
         };
         if !desired.is_held_by(status) {
@@ -559,7 +643,10 @@ impl<'a> Gateway<'a> {
             debug!("status applied");
             self.record_failures(&previous, &desired.conditions).await;
         }
-        let next = conditions::next_check(&observations).map_or(RESYNC, |d| d.min(RESYNC));
+        let mut next = conditions::next_check(&observations).map_or(RESYNC, |d| d.min(RESYNC));
+        if incoming.awaiting_reference {
+            next = next.min(REFERENCE_RECHECK);
+        }
         Ok(Action::requeue(next))
     }
 

@@ -5,6 +5,9 @@
 //!
 //! - [`config`]: the runtime configuration rendered from the object and
 //!   validated like `vmcp validate`;
+//! - [`incoming_auth`]: `spec.incomingAuth` (an `MCPOIDCConfig`, inline
+//!   Cedar policies) rendered into the configuration's `incomingAuth`, and
+//!   the env and volumes it needs (the client secret as a `secretKeyRef`);
 //! - [`render`]: every child (ServiceAccount, Role, RoleBinding from the
 //!   same builders as `deploy/rbac/vmcp-runtime.yaml`; ConfigMap,
 //!   Deployment, Service) as the apply configuration the operator sends;
@@ -22,6 +25,7 @@
 pub mod conditions;
 pub mod config;
 pub mod controller;
+pub mod incoming_auth;
 pub mod merge;
 pub mod metrics;
 pub mod names;

@@ -13,6 +13,7 @@ use vmcp_crd::VirtualMCPServer;
 use vmcp_crd::workload::{ServiceType, SessionAffinity};
 
 use crate::config::{RenderedConfig, digest};
+use crate::incoming_auth::PodAdditions;
 use crate::merge::merge;
 use crate::names::{
     APPLIED_HASH_ANNOTATION, CONFIG_DIR, CONFIG_HASH_ANNOTATION, CONFIG_KEY, CONTAINER, PORT,
@@ -268,8 +269,14 @@ pub fn pod_service_account(owner: &Owner, vmcp: &VirtualMCPServer) -> String {
 }
 
 /// The pod template before `spec.podTemplateSpec` is merged in, without
-/// the config-hash annotation.
-fn base_pod_template(owner: &Owner, vmcp: &VirtualMCPServer, settings: &Settings) -> Value {
+/// the config-hash annotation; `extra` adds what the rendered
+/// `incomingAuth` needs (the client secret's env, the CA bundle volume).
+fn base_pod_template(
+    owner: &Owner,
+    vmcp: &VirtualMCPServer,
+    settings: &Settings,
+    extra: &PodAdditions,
+) -> Value {
     let args = [
         "serve".to_string(),
         "--config".to_string(),
@@ -332,6 +339,15 @@ fn base_pod_template(owner: &Owner, vmcp: &VirtualMCPServer, settings: &Settings
             { "name": "tmp", "emptyDir": {} },
         ],
     });
+    let container = &mut pod_spec["containers"][0];
+    for (key, items) in [("env", &extra.env), ("volumeMounts", &extra.volume_mounts)] {
+        if let Some(list) = container[key].as_array_mut() {
+            list.extend(items.iter().cloned());
+        }
+    }
+    if let Some(volumes) = pod_spec["volumes"].as_array_mut() {
+        volumes.extend(extra.volumes.iter().cloned());
+    }
     if let Some(secrets) = &vmcp.spec.image_pull_secrets {
         let names: Vec<Value> = secrets.iter().map(|s| json!({ "name": s.name })).collect();
         pod_spec["imagePullSecrets"] = Value::Array(names);
@@ -344,8 +360,13 @@ fn base_pod_template(owner: &Owner, vmcp: &VirtualMCPServer, settings: &Settings
 
 /// The pod template: the generated one with `spec.podTemplateSpec` merged
 /// over it (containers, env, volumes by name), the selector labels kept.
-pub fn pod_template(owner: &Owner, vmcp: &VirtualMCPServer, settings: &Settings) -> Value {
-    let mut template = base_pod_template(owner, vmcp, settings);
+pub fn pod_template(
+    owner: &Owner,
+    vmcp: &VirtualMCPServer,
+    settings: &Settings,
+    extra: &PodAdditions,
+) -> Value {
+    let mut template = base_pod_template(owner, vmcp, settings, extra);
     if let Some(overlay) = vmcp
         .spec
         .pod_template_spec
@@ -401,10 +422,23 @@ pub fn referenced_secrets(vmcp: &VirtualMCPServer, template: &Value) -> BTreeSet
     names
 }
 
-/// The config hash of the pod template: the rendered `config.yaml` and the
-/// digest of the referenced Secrets' content (see [`secrets_digest`]).
-pub fn config_hash(config: &RenderedConfig, secrets_digest: &str) -> String {
-    digest([config.yaml.as_bytes(), secrets_digest.as_bytes()])
+/// The config hash of the pod template: the rendered `config.yaml`, the
+/// digest of the referenced Secrets' content (see [`secrets_digest`]) and
+/// the digest of mounted ConfigMaps' content when there are any (the OIDC
+/// CA bundle, `RenderedIncomingAuth::mounted_digest`).
+pub fn config_hash(
+    config: &RenderedConfig,
+    secrets_digest: &str,
+    mounted_digest: Option<&str>,
+) -> String {
+    match mounted_digest {
+        None => digest([config.yaml.as_bytes(), secrets_digest.as_bytes()]),
+        Some(mounted) => digest([
+            config.yaml.as_bytes(),
+            secrets_digest.as_bytes(),
+            mounted.as_bytes(),
+        ]),
+    }
 }
 
 /// The content of a Secret (`data`, with `stringData` folded in).
@@ -441,10 +475,11 @@ pub fn deployment(
     owner: &Owner,
     vmcp: &VirtualMCPServer,
     settings: &Settings,
+    extra: &PodAdditions,
     config_hash: &str,
 ) -> Child {
     let name = deployment_name(&owner.name);
-    let mut template = pod_template(owner, vmcp, settings);
+    let mut template = pod_template(owner, vmcp, settings, extra);
     merge(
         &mut template,
         &json!({ "metadata": { "annotations": { CONFIG_HASH_ANNOTATION: config_hash } } }),

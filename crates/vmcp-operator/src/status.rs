@@ -1,7 +1,8 @@
 //! What the operator writes into `status`, and whether it must.
 //!
 //! The operator applies `status` under its own field manager with only its
-//! fields: `url` and its conditions (`crate::conditions::types::ALL`). The
+//! fields: `url`, `oidcConfigHash` (while an `MCPOIDCConfig` is rendered)
+//! and its conditions (`crate::conditions::types::ALL`). The
 //! runtime's fields (`phase`, `message`, `discoveredBackends`,
 //! `backendCount`, `observedGeneration`, `timestamp`) and conditions
 //! (`Ready`, `BackendsDiscovered`, `Degraded`) are never sent, so server-side
@@ -14,25 +15,30 @@ use vmcp_crd::{Condition, ConditionStatus, MCPGroupPhase, MCPGroupStatus, Virtua
 use crate::conditions::{Computed, holds, settle};
 
 /// The `status` fields of a `VirtualMCPServer` that the operator owns.
-pub const OPERATOR_STATUS_FIELDS: [&str; 2] = ["url", "conditions"];
+pub const OPERATOR_STATUS_FIELDS: [&str; 3] = ["url", "oidcConfigHash", "conditions"];
 
 /// The operator's part of a `VirtualMCPServer`'s status.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OperatorStatus {
     /// `status.url`.
     pub url: String,
+    /// `status.oidcConfigHash`: the digest of the rendered `MCPOIDCConfig`'s
+    /// spec; `None` removes it (no `MCPOIDCConfig` is rendered).
+    pub oidc_config_hash: Option<String>,
     /// The operator's conditions, settled.
     pub conditions: Vec<Condition>,
 }
 
 impl OperatorStatus {
-    /// Whether `current` already holds this: same `url`, each condition
-    /// present field for field. Then no write is needed.
+    /// Whether `current` already holds this: same `url` and
+    /// `oidcConfigHash`, each condition present field for field. Then no
+    /// write is needed.
     pub fn is_held_by(&self, current: Option<&VirtualMCPServerStatus>) -> bool {
         let Some(current) = current else {
             return false;
         };
         current.url.as_deref() == Some(self.url.as_str())
+            && current.oidc_config_hash == self.oidc_config_hash
             && holds(
                 current.conditions.as_deref().unwrap_or_default(),
                 &self.conditions,
@@ -42,11 +48,15 @@ impl OperatorStatus {
     /// The apply configuration for the `status` subresource of
     /// `namespace/name`.
     pub fn apply_body(&self, name: &str, namespace: &str) -> Value {
+        let mut status = json!({ "url": self.url, "conditions": self.conditions });
+        if let Some(hash) = &self.oidc_config_hash {
+            status["oidcConfigHash"] = json!(hash);
+        }
         json!({
             "apiVersion": vmcp_crd::API_VERSION,
             "kind": "VirtualMCPServer",
             "metadata": { "name": name, "namespace": namespace },
-            "status": { "url": self.url, "conditions": self.conditions },
+            "status": status,
         })
     }
 }

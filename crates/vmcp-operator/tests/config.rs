@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 use vmcp_operator::config::{ConfigInputs, render_config, service_hosts};
+use vmcp_operator::incoming_auth::RenderedIncomingAuth;
 
 fn render(config: Option<Value>) -> vmcp_operator::config::RenderedConfig {
     render_config(&ConfigInputs {
@@ -12,6 +13,7 @@ fn render(config: Option<Value>) -> vmcp_operator::config::RenderedConfig {
         cluster_domain: "cluster.local",
         cluster_ip: Some("10.0.0.7"),
         requires_oidc: false,
+        incoming_auth: None,
     })
 }
 
@@ -100,7 +102,10 @@ fn an_invalid_config_falls_back_to_the_default_heartbeat() {
 
 #[test]
 fn an_object_asking_for_oidc_is_never_served_anonymously() {
-    fn inputs(config: Option<&Value>) -> ConfigInputs<'_> {
+    fn inputs<'a>(
+        config: Option<&'a Value>,
+        rendered: &'a RenderedIncomingAuth,
+    ) -> ConfigInputs<'a> {
         ConfigInputs {
             name: "demo",
             namespace: "team",
@@ -109,20 +114,67 @@ fn an_object_asking_for_oidc_is_never_served_anonymously() {
             cluster_domain: "cluster.local",
             cluster_ip: None,
             requires_oidc: true,
+            incoming_auth: Some(rendered),
         }
     }
-    let rendered = render_config(&inputs(None));
+    // Nothing could be rendered (the MCPOIDCConfig is missing): the issue
+    // is the renderer's, and the config is invalid.
+    let missing = RenderedIncomingAuth {
+        section: Some(json!({ "type": "oidc" }).as_object().cloned().expect("object")),
+        issues: vec!["spec.incomingAuth.oidcConfigRef: the MCPOIDCConfig sso does not exist in this namespace".into()],
+        ..RenderedIncomingAuth::default()
+    };
+    let rendered = render_config(&inputs(None, &missing));
+    assert!(!rendered.is_valid());
+    assert_eq!(rendered.issues, missing.issues);
+    assert!(rendered.parsed.is_none());
+
+    let oidc = RenderedIncomingAuth {
+        section: Some(
+            json!({ "type": "oidc", "oidc": { "issuer": "https://idp.example/realms/r", "audience": "vmcp" } })
+                .as_object()
+                .cloned()
+                .expect("object"),
+        ),
+        ..RenderedIncomingAuth::default()
+    };
+    // Rendered as it is, it loads as OIDC.
+    let rendered = render_config(&inputs(None, &oidc));
+    assert!(rendered.is_valid(), "{:?}", rendered.issues);
+    let config = rendered.parsed.expect("valid");
+    assert_eq!(
+        config.incoming_auth.kind,
+        vmcp_config::IncomingAuthType::Oidc
+    );
+    assert_eq!(
+        config.incoming_auth.oidc.map(|o| o.audience).as_deref(),
+        Some("vmcp")
+    );
+
+    // The author's own oidc replaces the rendered one as a whole.
+    let inline = json!({"incomingAuth": {"oidc": {
+        "issuer": "https://other.example/realms/r", "audience": "mine"}}});
+    let rendered = render_config(&inputs(Some(&inline), &oidc));
+    let config = rendered.parsed.expect("valid");
+    let written = config.incoming_auth.oidc.expect("oidc");
+    assert_eq!(
+        (written.issuer.as_str(), written.audience.as_str()),
+        ("https://other.example/realms/r", "mine")
+    );
+
+    // The safety net: whatever was rendered, a configuration that loads
+    // without OIDC is refused for an object that asks for it.
+    let rendered = render_config(&ConfigInputs {
+        incoming_auth: None,
+        ..inputs(None, &oidc)
+    });
     assert!(!rendered.is_valid());
     assert!(
         rendered
             .issues
             .iter()
-            .any(|issue| issue.starts_with("spec.incomingAuth: type oidc")),
+            .any(|issue| issue.starts_with("spec.incomingAuth: type oidc, but the rendered configuration's incomingAuth.type is anonymous")),
         "{:?}",
         rendered.issues
     );
-    let inline = json!({"incomingAuth": {"type": "oidc", "oidc": {
-        "issuer": "https://idp.example/realms/r", "audience": "vmcp"}}});
-    let rendered = render_config(&inputs(Some(&inline)));
-    assert!(rendered.is_valid(), "{:?}", rendered.issues);
 }

@@ -10,6 +10,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use serde_json::{Value, json};
 use vmcp_crd::VirtualMCPServer;
 use vmcp_operator::config::{ConfigInputs, render_config};
+use vmcp_operator::incoming_auth::{Lookups, render_incoming_auth};
 use vmcp_operator::names::{APPLIED_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION};
 use vmcp_operator::render::{self, Child, ChildKind, Owner};
 use vmcp_operator::settings::Settings;
@@ -34,8 +35,15 @@ fn settings() -> Settings {
 /// Every child, in apply order, as the controller would render them with
 /// the Service's ClusterIP `10.0.0.7` and no referenced Secrets.
 fn children(vmcp: &VirtualMCPServer) -> Vec<Child> {
+    children_with(vmcp, &Lookups::default())
+}
+
+/// [`children`] with what the controller found for `spec.incomingAuth`'s
+/// references (the referenced Secrets' content is not hashed here).
+fn children_with(vmcp: &VirtualMCPServer, found: &Lookups) -> Vec<Child> {
     let owner = Owner::of(vmcp).expect("metadata");
     let settings = settings();
+    let incoming = render_incoming_auth(vmcp, found);
     let config = render_config(&ConfigInputs {
         name: &owner.name,
         namespace: &owner.namespace,
@@ -43,7 +51,8 @@ fn children(vmcp: &VirtualMCPServer) -> Vec<Child> {
         config: vmcp.spec.config.as_ref(),
         cluster_domain: &settings.cluster_domain,
         cluster_ip: Some("10.0.0.7"),
-        requires_oidc: false,
+        requires_oidc: vmcp.spec.incoming_auth.type_ == vmcp_crd::IncomingAuthType::Oidc,
+        incoming_auth: Some(&incoming),
     });
     assert!(config.is_valid(), "{:?}", config.issues);
     let mut out = Vec::new();
@@ -52,8 +61,18 @@ fn children(vmcp: &VirtualMCPServer) -> Vec<Child> {
     }
     out.push(render::service(&owner, vmcp));
     out.push(render::config_map(&owner, &config));
-    let hash = render::config_hash(&config, &render::secrets_digest([]));
-    out.push(render::deployment(&owner, vmcp, &settings, &hash));
+    let hash = render::config_hash(
+        &config,
+        &render::secrets_digest([]),
+        incoming.mounted_digest.as_deref(),
+    );
+    out.push(render::deployment(
+        &owner,
+        vmcp,
+        &settings,
+        &incoming.pod,
+        &hash,
+    ));
     out
 }
 
@@ -62,10 +81,14 @@ fn golden_path(case: &str) -> PathBuf {
 }
 
 fn check_golden(case: &str, vmcp: &VirtualMCPServer) {
+    check_golden_with(case, vmcp, &Lookups::default());
+}
+
+fn check_golden_with(case: &str, vmcp: &VirtualMCPServer, found: &Lookups) {
     let mut yaml = format!(
         "# Golden children of the case `{case}` (crates/vmcp-operator/tests/rendering.rs).\n"
     );
-    for child in children(vmcp) {
+    for child in children_with(vmcp, found) {
         yaml.push_str("---\n");
         yaml.push_str(&serde_saphyr::to_string(&child.body).expect("YAML"));
     }
@@ -126,6 +149,87 @@ fn own_account() -> VirtualMCPServer {
             "serviceAccount": "platform-vmcp",
         }),
     )
+}
+
+/// A gateway whose clients authenticate with the `MCPOIDCConfig`
+/// `company-sso` (a client secret, a CA bundle) and whose calls inline
+/// Cedar policies authorize, and what the controller found for it.
+fn oidc_config_ref() -> (VirtualMCPServer, Lookups) {
+    let vmcp = gateway(
+        "secure",
+        json!({
+            "groupRef": { "name": "tools" },
+            "incomingAuth": {
+                "type": "oidc",
+                "oidcConfigRef": {
+                    "name": "company-sso",
+                    "audience": "secure-gateway",
+                    "scopes": ["mcp:tools"],
+                    "resourceUrl": "https://secure.example.com/mcp",
+                },
+                "authzConfig": { "type": "inline", "inline": { "policies": [
+                    "permit(principal, action == Action::\"call_tool\", resource);",
+                ] } },
+            },
+        }),
+    );
+    let oidc: vmcp_crd::MCPOIDCConfig = serde_json::from_value(json!({
+        "apiVersion": "toolhive.stacklok.dev/v1beta1",
+        "kind": "MCPOIDCConfig",
+        "metadata": { "name": "company-sso", "namespace": "team" },
+        "spec": { "type": "inline", "inline": {
+            "issuer": "https://sso.example.com/realms/eng",
+            "clientId": "secure-gateway",
+            "clientSecretRef": { "name": "sso-client", "key": "secret" },
+            "introspectionUrl": "https://sso.example.com/realms/eng/introspect",
+            "caBundleRef": { "configMapRef": { "name": "sso-ca", "key": "root.pem" } },
+            "jwksAllowPrivateIP": true,
+        } },
+    }))
+    .expect("a valid MCPOIDCConfig");
+    let found = Lookups {
+        oidc_config: Some(oidc),
+        client_secret_keys: Some(["secret".to_string()].into()),
+        ca_bundle: Some(
+            [(
+                "root.pem".to_string(),
+                "-----BEGIN CERTIFICATE-----".to_string(),
+            )]
+            .into(),
+        ),
+    };
+    (vmcp, found)
+}
+
+#[test]
+fn golden_oidc_config_ref() {
+    let (vmcp, found) = oidc_config_ref();
+    check_golden_with("oidc-config-ref", &vmcp, &found);
+    let children = children_with(&vmcp, &found);
+    let deployment = children
+        .iter()
+        .find(|c| c.kind == ChildKind::Deployment)
+        .expect("a Deployment");
+    let typed: Deployment =
+        serde_json::from_value(deployment.body.clone()).expect("a valid Deployment");
+    let pod = typed.spec.template.spec.expect("pod spec");
+    let env = pod.containers[0].env.clone().unwrap_or_default();
+    let secret = env
+        .iter()
+        .find(|e| e.name == "VMCP_OIDC_CLIENT_SECRET")
+        .expect("the client secret's env");
+    assert_eq!(secret.value, None, "by reference only");
+    let key = secret
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("secretKeyRef");
+    assert_eq!(
+        (key.name.as_str(), key.key.as_str()),
+        ("sso-client", "secret")
+    );
+    let volumes = pod.volumes.unwrap_or_default();
+    assert!(volumes.iter().any(|v| v.name == "oidc-ca-bundle"));
 }
 
 #[test]
@@ -449,7 +553,7 @@ fn referenced_secrets_are_found() {
         }),
     );
     let owner = Owner::of(&vmcp).expect("metadata");
-    let template = render::pod_template(&owner, &vmcp, &settings());
+    let template = render::pod_template(&owner, &vmcp, &settings(), &Default::default());
     let names: Vec<String> = render::referenced_secrets(&vmcp, &template)
         .into_iter()
         .collect();
