@@ -2,6 +2,7 @@
 //! `tools/call` of the echo tool from every session at once, each call with
 //! its own argument and its answer checked, timing every call.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -9,8 +10,10 @@ use rmcp::ServiceExt as _;
 use rmcp::model::{CallToolRequestParams, ClientConfig, Implementation, ProtocolVersion};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use tokio::task::JoinSet;
 
+use crate::issuer::BenchIssuer;
 use crate::procs::{BACKEND_NAME, CpuSampler, CpuSeconds};
 
 /// Least warm-up calls per session.
@@ -46,12 +49,14 @@ impl Target {
 }
 
 /// A target's MCP endpoint.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Endpoint {
     /// Which target.
     pub target: Target,
     url: String,
     tool: String,
+    /// Signs each session's own bearer token (`--auth oidc`).
+    issuer: Option<Arc<BenchIssuer>>,
 }
 
 impl Endpoint {
@@ -61,8 +66,37 @@ impl Endpoint {
             target,
             url: url.to_string(),
             tool: target.tool(),
+            issuer: None,
         }
     }
+
+    /// The same endpoint, each session with its own caller's token from `issuer`.
+    pub fn with_tokens(mut self, issuer: Arc<BenchIssuer>) -> Self {
+        self.issuer = Some(issuer);
+        self
+    }
+
+    /// The transport of session number `session`.
+    pub fn transport(
+        &self,
+        session: usize,
+    ) -> anyhow::Result<StreamableHttpClientTransport<reqwest::Client>> {
+        transport(&self.url, self.issuer.as_deref(), session)
+    }
+}
+
+/// A streamable HTTP transport to `url`, with caller `bench-<session>`'s
+/// token from `issuer` when there is one.
+pub fn transport(
+    url: &str,
+    issuer: Option<&BenchIssuer>,
+    session: usize,
+) -> anyhow::Result<StreamableHttpClientTransport<reqwest::Client>> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_string());
+    if let Some(issuer) = issuer {
+        config = config.auth_header(issuer.token(&format!("bench-{session}"))?);
+    }
+    Ok(StreamableHttpClientTransport::from_config(config))
 }
 
 /// What the bench says about itself at `initialize`: a protocol version
@@ -144,7 +178,7 @@ pub async fn run(
 ) -> anyhow::Result<RunStats> {
     let mut open = Vec::with_capacity(sessions);
     for session in 0..sessions {
-        let transport = StreamableHttpClientTransport::from_uri(endpoint.url.clone());
+        let transport = endpoint.transport(session)?;
         let client = client_info()
             .serve(transport)
             .await

@@ -10,11 +10,18 @@
 //! p99 and calls/s, the added latency and throughput ratio against the
 //! goals, CPU time per call of each process, and the gateway's memory.
 //!
+//! With `--auth oidc` the gateway requires bearer JWTs from a stand-in
+//! issuer the bench runs (each session its own caller) and decides each
+//! call with a Cedar policy; run it next to a plain run to see what
+//! authentication and authorization add.
+//!
 //! ```sh
 //! cargo build --release -p vmcp -p vmcp-example-server -p vmcp-bench
 //! cargo run --release -p vmcp-bench -- --calls 20000
+//! cargo run --release -p vmcp-bench -- --calls 20000 --targets vmcp --sessions 32 --auth oidc
 //! ```
 
+mod issuer;
 mod load;
 mod machine;
 mod procs;
@@ -22,6 +29,7 @@ mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -61,10 +69,24 @@ pub struct Args {
     /// `TOKIO_WORKER_THREADS=1` (repeatable; for experiments).
     #[arg(long = "gateway-env", value_name = "NAME=VALUE", value_parser = parse_env)]
     pub gateway_env: Vec<(String, String)>,
+    /// Client authentication at the gateway: `none`, or `oidc` (each
+    /// session sends its own caller's JWT from a stand-in issuer, verified
+    /// by the gateway, and a Cedar policy decides each call).
+    #[arg(long, value_enum, default_value_t = AuthArg::None)]
+    pub auth: AuthArg,
     /// Directory holding the release `vmcp` and `vmcp-example-server`
     /// binaries (default: the directory of this executable).
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
+}
+
+/// `--auth` on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthArg {
+    /// Anonymous clients.
+    None,
+    /// Bearer JWTs and a Cedar policy.
+    Oidc,
 }
 
 /// A target on the command line.
@@ -146,7 +168,11 @@ async fn run(args: Args) -> anyhow::Result<String> {
         Some(dir) => dir.clone(),
         None => procs::own_bin_dir()?,
     };
-    let stack = Stack::start(&bin_dir, &args.gateway_env).await?;
+    let issuer = match args.auth {
+        AuthArg::None => None,
+        AuthArg::Oidc => Some(Arc::new(issuer::BenchIssuer::start().await?)),
+    };
+    let stack = Stack::start(&bin_dir, &args.gateway_env, issuer).await?;
     let outcome = measure(&args, &stack).await;
     match outcome {
         Ok(measurements) => {
@@ -205,7 +231,10 @@ fn check_args(args: &Args) -> anyhow::Result<()> {
 /// alternates between rounds so neither always runs on a cooler machine.
 async fn measure(args: &Args, stack: &Stack) -> anyhow::Result<Vec<Measurement>> {
     let direct = Endpoint::new(Target::Direct, stack.backend_url());
-    let gateway = Endpoint::new(Target::Gateway, stack.gateway_url());
+    let mut gateway = Endpoint::new(Target::Gateway, stack.gateway_url());
+    if let Some(issuer) = stack.issuer() {
+        gateway = gateway.with_tokens(Arc::clone(issuer));
+    }
     let mut measurements = Vec::new();
     let wanted = |endpoint: &&Endpoint| match endpoint.target {
         Target::Direct => args.targets.contains(&TargetArg::Direct),

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -13,6 +14,7 @@ use rmcp::ServiceExt as _;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::issuer::BenchIssuer;
 use crate::load;
 
 /// How long each process gets to start and become ready.
@@ -122,6 +124,8 @@ impl Drop for TempDir {
 /// The backend and the gateway in front of it. Field order matters: the
 /// processes are killed before their directory is removed.
 pub struct Stack {
+    /// The stand-in issuer the gateway trusts, under `--auth oidc`.
+    issuer: Option<Arc<BenchIssuer>>,
     gateway: Guarded,
     backend: Guarded,
     backend_url: String,
@@ -132,7 +136,13 @@ pub struct Stack {
 impl Stack {
     /// Starts the backend, then the gateway in front of it, and waits until
     /// the gateway is ready and offers the backend's echo tool.
-    pub async fn start(bin_dir: &Path, gateway_env: &[(String, String)]) -> anyhow::Result<Self> {
+    /// With `issuer`, the gateway requires its tokens and decides calls by
+    /// a Cedar policy.
+    pub async fn start(
+        bin_dir: &Path,
+        gateway_env: &[(String, String)],
+        issuer: Option<Arc<BenchIssuer>>,
+    ) -> anyhow::Result<Self> {
         let backend_bin = binary(bin_dir, "vmcp-example-server")?;
         let gateway_bin = binary(bin_dir, "vmcp")?;
         let dir = TempDir::new()?;
@@ -164,7 +174,8 @@ impl Stack {
         std::fs::write(
             &config,
             format!(
-                "name: vmcp-bench\nbackends:\n  - name: {BACKEND_NAME}\n    transport: streamable-http\n    url: {backend_url}\n"
+                "name: vmcp-bench\nbackends:\n  - name: {BACKEND_NAME}\n    transport: streamable-http\n    url: {backend_url}\n{}",
+                issuer.as_ref().map(|issuer| issuer.gateway_config()).unwrap_or_default()
             ),
         )
         .with_context(|| format!("cannot write {}", config.display()))?;
@@ -196,6 +207,7 @@ impl Stack {
         }
 
         let stack = Self {
+            issuer,
             gateway,
             backend,
             backend_url,
@@ -206,6 +218,11 @@ impl Stack {
             Ok(()) => Ok(stack),
             Err(err) => Err(anyhow::anyhow!("{err:#}\n{}", stack.log_tails())),
         }
+    }
+
+    /// The stand-in issuer the gateway trusts, under `--auth oidc`.
+    pub fn issuer(&self) -> Option<&Arc<BenchIssuer>> {
+        self.issuer.as_ref()
     }
 
     /// The backend's MCP endpoint.
@@ -262,9 +279,11 @@ impl Stack {
         let tool = load::Target::Gateway.tool();
         let deadline = tokio::time::Instant::now() + STARTUP_DEADLINE;
         let client = load::client_info()
-            .serve(rmcp::transport::StreamableHttpClientTransport::from_uri(
-                self.gateway_url.clone(),
-            ))
+            .serve(load::transport(
+                &self.gateway_url,
+                self.issuer.as_deref(),
+                0,
+            )?)
             .await
             .context("cannot open a session with vmcp")?;
         loop {
