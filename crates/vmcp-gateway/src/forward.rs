@@ -18,6 +18,7 @@ use vmcp_auth::token_exchange::ExchangeError;
 use vmcp_domain::health::FailureKind;
 use vmcp_status::CallOutcome;
 
+use crate::backend::caller_lanes::LanePeer;
 use crate::backend::connect::ConnectError;
 use crate::backend::credentials::{CallerToken, CallerTokenError, Credentials};
 use crate::backend::{Backend, ConnectionState};
@@ -267,6 +268,8 @@ async fn forward_checked(
 struct Upstream {
     peer: Option<Arc<Peer<RoleClient>>>,
     routes_key: Arc<str>,
+    /// Keeps a caller's session open until the call is over.
+    _lane: Option<LanePeer>,
 }
 
 async fn upstream_for(
@@ -283,6 +286,7 @@ async fn upstream_for(
             return Ok(Upstream {
                 peer: backend.peer(),
                 routes_key: Arc::clone(backend.name_arc()),
+                _lane: None,
             });
         }
         Credentials::Unusable(reason) => {
@@ -296,6 +300,7 @@ async fn upstream_for(
         return Ok(Upstream {
             peer: None,
             routes_key: Arc::clone(backend.name_arc()),
+            _lane: None,
         });
     }
     let parts = context.extensions.get::<http::request::Parts>();
@@ -323,8 +328,9 @@ async fn upstream_for(
         .map_err(|err| lane_failed(backend, &err))?;
     request.extensions_mut().insert(CallerToken(exchanged));
     Ok(Upstream {
-        peer: Some(lane.peer),
-        routes_key: lane.routes_key,
+        peer: Some(Arc::clone(&lane.peer)),
+        routes_key: Arc::clone(&lane.routes_key),
+        _lane: Some(lane),
     })
 }
 

@@ -7,8 +7,9 @@
 //! the caller's exchanged token — a *lane* — made on the caller's first call
 //! and reused until it has been idle for [`LANE_IDLE`].
 //!
-//! Bounded: at most [`MAX_LANES`] per backend. When full, idle lanes close
-//! first, then the least recently used one. A lane whose connection ended
+//! Bounded: at most [`MAX_LANES`] per backend. Lanes idle for [`LANE_IDLE`]
+//! are closed on the backend's health checks; when all are taken, idle
+//! lanes close first, then the least recently used one. A lane whose connection ended
 //! is replaced on its caller's next call. Lane request ids are the lane's
 //! own, so what the backend sends for a call (progress, sampling,
 //! elicitation) is routed under the lane's own key.
@@ -29,7 +30,7 @@ use crate::relay::Downstream;
 
 /// Most callers with their own session, per backend.
 pub const MAX_LANES: usize = 256;
-/// A lane unused this long is closed when room is needed.
+/// A lane unused this long is closed.
 pub const LANE_IDLE: Duration = Duration::from_secs(300);
 
 /// One caller's session.
@@ -51,12 +52,15 @@ pub struct CallerLanes {
     next_id: AtomicU64,
 }
 
-/// The connection a caller's call goes on.
+/// The connection a caller's call goes on. It keeps the session open while
+/// held, even if the lane is evicted meanwhile (a call longer than
+/// [`LANE_IDLE`] is not cut).
 pub struct LanePeer {
     /// The caller's session.
     pub peer: Arc<Peer<RoleClient>>,
     /// The key its calls are routed under.
     pub routes_key: Arc<str>,
+    _lane: Arc<Lane>,
 }
 
 impl CallerLanes {
@@ -95,6 +99,7 @@ impl CallerLanes {
             return Ok(LanePeer {
                 peer: Arc::clone(&lane.peer),
                 routes_key: Arc::clone(&lane.routes_key),
+                _lane: Arc::clone(lane),
             });
         }
         Err(ConnectError::Closed)
@@ -108,6 +113,11 @@ impl CallerLanes {
     /// Whether no caller has a session.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Closes the lanes unused for [`LANE_IDLE`].
+    pub fn close_idle(&self) {
+        close_idle(&mut self.lock(), Instant::now());
     }
 
     /// Closes every lane (the backend is going away).
@@ -172,21 +182,27 @@ impl CallerLanes {
     }
 }
 
-/// Closes idle lanes, or else the least recently used one.
-fn make_room(lanes: &mut HashMap<Arc<str>, Slot>) {
-    let now = Instant::now();
-    let last_used = |slot: &Slot| {
-        slot.get().map(|lane| {
-            *lane
-                .last_used
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-        })
-    };
-    // A lane still being opened has no last use yet: it stays.
+/// When `slot`'s lane was last used (`None` while it is being opened).
+fn last_used(slot: &Slot) -> Option<Instant> {
+    slot.get().map(|lane| {
+        *lane
+            .last_used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    })
+}
+
+/// Drops the lanes unused for [`LANE_IDLE`] at `now` (a lane still being
+/// opened stays).
+fn close_idle(lanes: &mut HashMap<Arc<str>, Slot>, now: Instant) {
     lanes.retain(|_, slot| {
         last_used(slot).is_none_or(|used| now.saturating_duration_since(used) < LANE_IDLE)
     });
+}
+
+/// Closes idle lanes, or else the least recently used one.
+fn make_room(lanes: &mut HashMap<Arc<str>, Slot>) {
+    close_idle(lanes, Instant::now());
     if lanes.len() < MAX_LANES {
         return;
     }

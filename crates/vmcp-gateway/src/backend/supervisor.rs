@@ -277,6 +277,9 @@ impl Supervisor {
                         }
                     }
                     _ = tick.tick() => {
+                        if let Some(lanes) = self.backend.lanes() {
+                            lanes.close_idle();
+                        }
                         let result = self.probe(&peer).await;
                         let failed = result.is_err();
                         self.backend.observe(|health| health.probe(result));
