@@ -155,11 +155,6 @@ impl TokenExchanger {
         Ok(token)
     }
 
-    /// How many callers' exchanged tokens are kept.
-    pub fn cached_callers(&self) -> usize {
-        self.by_caller.len()
-    }
-
     fn add_target<'a>(&'a self, form: &mut Vec<(&'static str, &'a str)>) {
         if let Some(audience) = &self.audience {
             form.push(("audience", audience));

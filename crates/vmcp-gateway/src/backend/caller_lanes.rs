@@ -105,16 +105,6 @@ impl CallerLanes {
         Err(ConnectError::Closed)
     }
 
-    /// How many callers have a session (or one being opened).
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether no caller has a session.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Closes the lanes unused for [`LANE_IDLE`].
     pub fn close_idle(&self) {
         close_idle(&mut self.lock(), Instant::now());
